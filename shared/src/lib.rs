@@ -1,0 +1,14 @@
+//! Building blocks every service of the platform shares.
+//!
+//! - [`config`]: the settings common to every service (bind address, logging, host and origin
+//!   allow-lists), parsed by `clap` from flags with environment-variable fallbacks.
+//! - [`telemetry`]: one way to initialise `tracing` for every binary.
+//! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
+//!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
+//!
+//! Library code here never reads the process environment: binaries parse their configuration
+//! once and pass typed values in, so tests can run many services side by side in one process.
+
+pub mod config;
+pub mod http;
+pub mod telemetry;
