@@ -40,8 +40,9 @@ pub struct TelemetryArgs {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info,tools_service=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    /// Log filter in `tracing` syntax, e.g. `info,tools_service=debug`. The MCP library logs
+    /// every request's handshake at info, hence its own level by default.
+    #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     pub log_filter: String,
 }
 
@@ -72,4 +73,44 @@ pub struct HostGuardArgs {
 /// Parser for boolean settings given as flags or environment variables.
 pub fn boolish() -> BoolishValueParser {
     BoolishValueParser::new()
+}
+
+/// A secret setting (API key, client secret): usable, but never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("sk-very-secret");
+        assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+        assert_eq!(secret.expose(), "sk-very-secret");
+    }
 }

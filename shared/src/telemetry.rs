@@ -1,5 +1,7 @@
 //! Tracing initialisation shared by every binary, so all services log the same way.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::{ConfigError, LogFormat, TelemetryArgs};
@@ -13,7 +15,13 @@ pub fn init(args: &TelemetryArgs) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::new("RUST_LOG", e.to_string()))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_target(true)
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()

@@ -1,6 +1,110 @@
-//! The Contoso tools service: an MCP server that exposes a telecom's customer-service operations
-//! as typed tools over streamable HTTP.
+//! The Contoso tools service: an MCP server that exposes a telecom's customer-service
+//! operations as typed tools over streamable HTTP.
+//!
+//! Layers, outermost first:
+//! - [`http`]: the axum router (`/mcp`, `/healthz`, `/readyz`) and the MCP transport settings;
+//! - [`tools`]: the tool catalogue, argument parsing, output rendering, and the operations;
+//! - [`troubleshoot`]: the long-running diagnosis with progress and cancellation;
+//! - [`search`]: knowledge-base ranking (BM25, optionally blended with embeddings);
+//! - [`store`]: the storage trait and its SQLite backend; [`seed`]: the demo data set;
+//! - [`domain`] and [`money`]: the entities and exact money they are made of.
+//!
+//! [`run`] wires them from a [`Config`] and serves until the shutdown future completes.
+
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod money;
+pub mod search;
 pub mod seed;
 pub mod store;
+pub mod tools;
+pub mod troubleshoot;
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::{
+    search::{AzureOpenAiEmbedder, Embedder, KnowledgeIndex},
+    store::{Store, sqlite::SqliteStore},
+    tools::AppState,
+};
+
+/// Opens and seeds the store, builds the search index, and serves MCP on `listener` until
+/// `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&config.db_path).await.with_context(|| {
+            format!(
+                "opening the database at {} (DB_PATH)",
+                config.db_path.display()
+            )
+        })?);
+    seed_if_needed(store.as_ref(), &config).await?;
+    let embedder: Option<Arc<dyn Embedder>> = config.embedding()?.map(|e| {
+        Arc::new(AzureOpenAiEmbedder::new(
+            &e.endpoint,
+            &e.deployment,
+            &e.api_version,
+            e.api_key.expose().to_owned(),
+        )) as Arc<dyn Embedder>
+    });
+    let index = KnowledgeIndex::build(store.as_ref(), embedder).await?;
+    tracing::info!(
+        documents = index.len(),
+        mode = index.mode(),
+        "knowledge base indexed"
+    );
+    let state = Arc::new(AppState {
+        store,
+        index: Arc::new(index),
+        troubleshoot_step: config.troubleshoot_step(),
+    });
+    tracing::warn!(
+        "authentication is not enabled yet: every caller reaches every tool; keep this service on loopback"
+    );
+    if config.allow_open_network {
+        tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: unauthenticated tools are reachable from the network");
+    }
+    let router = http::router(state, &config.host_guard, http::ShutdownGuard::new());
+    shared::http::serve(listener, router.router, async move {
+        shutdown.await;
+        router.guard.trigger();
+    })
+    .await?;
+    Ok(())
+}
+
+/// Seeds per `FORCE_SEED` / `SEED_ON_STARTUP`.
+pub async fn seed_if_needed(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    let reason = if config.force_seed {
+        "FORCE_SEED=true"
+    } else if config.seed_on_startup && store.is_empty().await? {
+        "empty database"
+    } else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let data = seed::generate(config.seed_customer_count, chrono::Utc::now());
+    store
+        .replace_all(&data)
+        .await
+        .context("seeding the database")?;
+    tracing::info!(
+        reason,
+        customers = data.customers.len(),
+        invoices = data.invoices.len(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "database seeded"
+    );
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The service's configuration: flags with environment-variable fallbacks (the reference's
+//! variable names where it had them), validated before any port is bound.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{ArgAction, Parser};
+use shared::config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish};
+
+/// Contoso tools service: the telecom's customer-service operations as MCP tools.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tools-service", version, about)]
+pub struct Config {
+    /// Address to listen on; `127.0.0.1:0` picks a free port (the log says which).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8001")]
+    pub bind_addr: SocketAddr,
+
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "DB_PATH", default_value = "data/contoso.db")]
+    pub db_path: PathBuf,
+
+    /// Fill an empty database with the generated demo data at start.
+    #[arg(long, env = "SEED_ON_STARTUP", default_value_t = true, action = ArgAction::Set, value_parser = boolish())]
+    pub seed_on_startup: bool,
+
+    /// Wipe the database and seed it again at start.
+    #[arg(long, env = "FORCE_SEED", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub force_seed: bool,
+
+    /// Random customers to generate (the nine scenario customers 251-259 come on top).
+    #[arg(long, env = "SEED_CUSTOMER_COUNT", default_value_t = 250)]
+    pub seed_customer_count: u32,
+
+    /// Duration of each of the nine steps of `trouble_shoot_device`, in milliseconds.
+    #[arg(long, env = "TROUBLESHOOT_STEP_MS", default_value_t = 5000)]
+    pub troubleshoot_step_ms: u64,
+
+    /// Azure OpenAI endpoint, e.g. `https://NAME.openai.azure.com`; with an embedding deployment,
+    /// knowledge-base search blends embeddings with BM25.
+    #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
+    pub azure_openai_endpoint: Option<String>,
+
+    /// Azure OpenAI embedding deployment name.
+    #[arg(long, env = "AZURE_OPENAI_EMBEDDING_DEPLOYMENT")]
+    pub azure_openai_embedding_deployment: Option<String>,
+
+    /// Azure OpenAI API key.
+    #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
+    pub azure_openai_api_key: Option<Secret>,
+
+    /// Azure OpenAI REST API version.
+    #[arg(long, env = "AZURE_OPENAI_API_VERSION", default_value = "2024-10-21")]
+    pub azure_openai_api_version: String,
+
+    /// Allow listening on a non-loopback address although requests are not authenticated yet.
+    /// For trusted networks only; logged as a warning.
+    #[arg(long, env = "ALLOW_OPEN_NETWORK", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub allow_open_network: bool,
+
+    #[command(flatten)]
+    pub host_guard: HostGuardArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Where embeddings come from, when configured.
+#[derive(Debug, Clone)]
+pub struct EmbeddingConfig {
+    pub endpoint: String,
+    pub deployment: String,
+    pub api_version: String,
+    pub api_key: Secret,
+}
+
+/// Customers above this are refused: the generator keeps the whole data set in memory.
+const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
+
+impl Config {
+    /// Checks the settings that parse but do not make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.seed_customer_count > MAX_SEED_CUSTOMERS {
+            return Err(ConfigError::new(
+                "SEED_CUSTOMER_COUNT",
+                format!(
+                    "{} is above the limit of {MAX_SEED_CUSTOMERS}",
+                    self.seed_customer_count
+                ),
+            ));
+        }
+        if self.troubleshoot_step_ms > 60_000 {
+            return Err(ConfigError::new(
+                "TROUBLESHOOT_STEP_MS",
+                "a step longer than 60000 ms would make the diagnosis take over 9 minutes",
+            ));
+        }
+        if !self.bind_addr.ip().is_loopback() && !self.allow_open_network {
+            return Err(ConfigError::new(
+                "BIND_ADDR",
+                format!(
+                    "{} is not a loopback address and this service does not authenticate callers yet; \
+                     bind 127.0.0.1, or set ALLOW_OPEN_NETWORK=true on a trusted network",
+                    self.bind_addr
+                ),
+            ));
+        }
+        self.embedding()?;
+        Ok(())
+    }
+
+    pub fn troubleshoot_step(&self) -> Duration {
+        Duration::from_millis(self.troubleshoot_step_ms)
+    }
+
+    /// The embedding settings, if complete; an error if they are half there.
+    pub fn embedding(&self) -> Result<Option<EmbeddingConfig>, ConfigError> {
+        let endpoint = self
+            .azure_openai_endpoint
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        let deployment = self
+            .azure_openai_embedding_deployment
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        match (endpoint, deployment) {
+            (_, None) => Ok(None),
+            (None, Some(_)) => Err(ConfigError::new(
+                "AZURE_OPENAI_ENDPOINT",
+                "AZURE_OPENAI_EMBEDDING_DEPLOYMENT is set, so the endpoint must be set too",
+            )),
+            (Some(endpoint), Some(deployment)) => {
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                    return Err(ConfigError::new(
+                        "AZURE_OPENAI_ENDPOINT",
+                        format!("{endpoint:?} is not an http(s) URL"),
+                    ));
+                }
+                let api_key = self.azure_openai_api_key.clone().ok_or_else(|| {
+                    ConfigError::new(
+                        "AZURE_OPENAI_API_KEY",
+                        "required for embeddings (managed identity is not supported here yet)",
+                    )
+                })?;
+                Ok(Some(EmbeddingConfig {
+                    endpoint: endpoint.to_owned(),
+                    deployment: deployment.to_owned(),
+                    api_version: self.azure_openai_api_version.clone(),
+                    api_key,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("tools-service").chain(args.iter().copied()))
+            .expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]);
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8001");
+        assert_eq!(c.db_path, PathBuf::from("data/contoso.db"));
+        assert!(c.seed_on_startup);
+        assert!(!c.force_seed);
+        assert_eq!(c.seed_customer_count, 250);
+        assert_eq!(c.troubleshoot_step() * 9, Duration::from_secs(45));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn booleans_accept_common_spellings() {
+        assert!(!parse(&["--seed-on-startup", "no"]).seed_on_startup);
+        assert!(parse(&["--force-seed", "1"]).force_seed);
+        assert!(Config::try_parse_from(["tools-service", "--force-seed", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let open = parse(&["--bind-addr", "0.0.0.0:8001"]);
+        assert_eq!(open.validate().expect_err("refused").variable, "BIND_ADDR");
+        assert!(
+            parse(&[
+                "--bind-addr",
+                "0.0.0.0:8001",
+                "--allow-open-network",
+                "true"
+            ])
+            .validate()
+            .is_ok()
+        );
+
+        let half = parse(&["--azure-openai-embedding-deployment", "emb"]);
+        assert_eq!(
+            half.validate().expect_err("refused").variable,
+            "AZURE_OPENAI_ENDPOINT"
+        );
+        let keyless = parse(&[
+            "--azure-openai-embedding-deployment",
+            "emb",
+            "--azure-openai-endpoint",
+            "https://x.openai.azure.com",
+        ]);
+        assert_eq!(
+            keyless.validate().expect_err("refused").variable,
+            "AZURE_OPENAI_API_KEY"
+        );
+        assert_eq!(
+            parse(&["--seed-customer-count", "2000000"])
+                .validate()
+                .expect_err("refused")
+                .variable,
+            "SEED_CUSTOMER_COUNT"
+        );
+    }
+}

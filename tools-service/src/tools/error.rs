@@ -1,0 +1,63 @@
+//! The one error type of the tools, and how it reaches a caller: always as a tool result with
+//! `isError: true` and a sentence a person (or a model) can act on, never as a protocol error,
+//! so an agent can read the problem and correct its call.
+
+use crate::{money::MoneyError, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The arguments are wrong; the message says which and how.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named in the arguments does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the current state does not allow it (e.g. nothing to unlock).
+    #[error("{0}")]
+    Conflict(String),
+    /// A failure on our side; details are in the log, not in the answer.
+    #[error("internal error; the request was not completed, please retry later")]
+    Internal,
+}
+
+impl ToolError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ToolError::Invalid(message.into())
+    }
+
+    pub fn not_found(entity: &str, id: i64) -> Self {
+        ToolError::NotFound(format!("{entity} {id} does not exist"))
+    }
+
+    /// Short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::Invalid(_) => "invalid",
+            ToolError::NotFound(_) => "not_found",
+            ToolError::Conflict(_) => "conflict",
+            ToolError::Internal => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ToolError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { .. } => ToolError::NotFound(error.to_string()),
+            StoreError::Overpayment { .. }
+            | StoreError::AlreadyPaid { .. }
+            | StoreError::NotLocked { .. } => ToolError::Conflict(error.to_string()),
+            StoreError::Invalid(message) => ToolError::Invalid(message),
+            StoreError::Backend(detail) => {
+                tracing::error!(%detail, "storage backend failed");
+                ToolError::Internal
+            }
+        }
+    }
+}
+
+impl From<MoneyError> for ToolError {
+    fn from(error: MoneyError) -> Self {
+        ToolError::Invalid(error.to_string())
+    }
+}

@@ -1,0 +1,438 @@
+//! The MCP face of the service: the tool catalogue and the `ServerHandler` that serves it.
+//!
+//! Tools are registered in one table ([`Catalog`]) rather than through the `#[tool]` macros, for
+//! two reasons: argument errors must come back as tool errors (`isError: true`, so a model can
+//! read them and retry) instead of JSON-RPC errors, and listing and calling must go through the
+//! same table so that role-based filtering, when it comes, cannot make them disagree.
+//!
+//! Each entry pairs a tool description (name, description, input and output schemas derived
+//! from the typed parameter and output structs, annotations) with a handler that parses the
+//! arguments into the parameter type, runs the operation in [`ops`], and renders the output both
+//! as structured content and as text.
+
+pub mod error;
+pub mod ops;
+pub mod outputs;
+pub mod params;
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use rmcp::{
+    ErrorData as McpError, Peer, RoleServer, ServerHandler,
+    handler::server::tool::{schema_for_output, schema_for_type},
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, ProgressToken, ServerCapabilities, Tool, ToolAnnotations,
+    },
+    service::RequestContext,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio_util::sync::CancellationToken;
+
+pub use error::ToolError;
+use outputs::Render;
+
+use crate::{search::KnowledgeIndex, store::Store, troubleshoot};
+
+/// What every tool call can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<KnowledgeIndex>,
+    /// Duration of each of the nine `trouble_shoot_device` steps.
+    pub troubleshoot_step: Duration,
+}
+
+/// What a handler learns about the request besides its arguments.
+pub struct CallContext {
+    /// Set when the caller sent a progress token.
+    pub progress: Option<McpProgress>,
+    /// Cancelled when the caller cancels the request or disconnects.
+    pub cancel: CancellationToken,
+}
+
+/// Sends MCP progress notifications for one request.
+pub struct McpProgress {
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+}
+
+#[async_trait]
+impl troubleshoot::ProgressSink for McpProgress {
+    async fn report(&self, progress: u32, total: u32, message: String) {
+        let param = ProgressNotificationParam::new(self.token.clone(), f64::from(progress))
+            .with_total(f64::from(total))
+            .with_message(message);
+        if let Err(error) = self.peer.notify_progress(param).await {
+            tracing::debug!(%error, "progress notification not delivered");
+        }
+    }
+}
+
+type Handler = Arc<
+    dyn Fn(
+            Arc<AppState>,
+            JsonObject,
+            CallContext,
+        ) -> BoxFuture<'static, Result<CallToolResult, ToolError>>
+        + Send
+        + Sync,
+>;
+
+struct Entry {
+    tool: Tool,
+    handler: Handler,
+}
+
+/// Tools that take no argument still refuse unknown ones.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+fn parse<A: DeserializeOwned>(args: JsonObject) -> Result<A, ToolError> {
+    serde_json::from_value(serde_json::Value::Object(args))
+        .map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
+}
+
+fn success<O: Serialize + Render>(output: &O) -> Result<CallToolResult, ToolError> {
+    let value = serde_json::to_value(output).map_err(|error| {
+        tracing::error!(%error, "serialising a tool result failed");
+        ToolError::Internal
+    })?;
+    let mut result = CallToolResult::structured(value);
+    result.content = vec![ContentBlock::text(output.render())];
+    Ok(result)
+}
+
+fn read_only() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
+}
+
+fn writes(idempotent: bool) -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(false)
+        .idempotent(idempotent)
+        .open_world(false)
+}
+
+fn entry<A, O, F, Fut>(
+    name: &'static str,
+    description: &'static str,
+    annotations: ToolAnnotations,
+    run: F,
+) -> Entry
+where
+    A: DeserializeOwned + JsonSchema + Send + 'static,
+    O: Serialize + JsonSchema + Render + 'static,
+    F: Fn(Arc<AppState>, A, CallContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+{
+    let run = Arc::new(run);
+    let handler: Handler = Arc::new(move |state, args, ctx| {
+        let run = run.clone();
+        Box::pin(async move {
+            let args = parse::<A>(args)?;
+            let output = run(state, args, ctx).await?;
+            success(&output)
+        })
+    });
+    let tool = Tool::new_with_raw(
+        name,
+        Some(Cow::Borrowed(description)),
+        schema_for_type::<A>(),
+    )
+    .with_raw_output_schema(schema_for_output::<O>())
+    .with_annotations(annotations);
+    Entry { tool, handler }
+}
+
+/// The table of tools, built once per process.
+pub struct Catalog {
+    entries: Vec<Entry>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        use params as p;
+        let entries = vec![
+            entry(
+                "get_all_customers",
+                "List customers by id, a page at a time (limit 1-500, default 50). Pass next_cursor back as cursor for the next page.",
+                read_only(),
+                |s, a: p::ListCustomers, _| async move {
+                    ops::get_all_customers(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_customer_detail",
+                "A customer's profile (name, contact, loyalty level) and all their subscriptions.",
+                read_only(),
+                |s, a: p::CustomerId, _| async move {
+                    ops::get_customer_detail(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_subscription_detail",
+                "A subscription with its product, invoices (newest first) and service incidents.",
+                read_only(),
+                |s, a: p::SubscriptionId, _| async move {
+                    ops::get_subscription_detail(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_invoice_payments",
+                "An invoice with its balance and every payment attempt (successful and failed).",
+                read_only(),
+                |s, a: p::InvoiceId, _| async move {
+                    ops::get_invoice_payments(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "pay_invoice",
+                "Record a payment on an invoice. The amount must be positive, in whole cents, and not more than the outstanding balance.",
+                writes(false),
+                |s, a: p::PayInvoice, _| async move { ops::pay_invoice(s.store.as_ref(), a).await },
+            ),
+            entry(
+                "get_data_usage",
+                "Daily data, voice and SMS usage of a subscription between two dates (default: the last 30 days); aggregate=true returns only the totals.",
+                read_only(),
+                |s, a: p::DataUsageQuery, _| async move {
+                    ops::get_data_usage(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_promotions",
+                "Every promotion with whether it is active, upcoming or expired today.",
+                read_only(),
+                |s, _: NoArgs, _| async move { ops::get_promotions(s.store.as_ref()).await },
+            ),
+            entry(
+                "get_eligible_promotions",
+                "Promotions a customer qualifies for today (loyalty level and subscribed products), and those they will qualify for once started.",
+                read_only(),
+                |s, a: p::CustomerId, _| async move {
+                    ops::get_eligible_promotions(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "search_knowledge_base",
+                "Search the policy and procedure documents (billing, roaming, returns, troubleshooting, ...). Returns the best topk (1-20, default 3) documents in full.",
+                read_only(),
+                |s, a: p::SearchKnowledgeBase, _| async move {
+                    ops::search_knowledge_base(&s.index, a).await
+                },
+            ),
+            entry(
+                "get_security_logs",
+                "A customer's security events (sign-ins, locks, unlocks), newest first, and whether the account is locked now.",
+                read_only(),
+                |s, a: p::SecurityLogs, _| async move {
+                    ops::get_security_logs(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_customer_orders",
+                "A customer's orders (devices, accessories), newest first, with status and return dates.",
+                read_only(),
+                |s, a: p::CustomerId, _| async move {
+                    ops::get_customer_orders(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_support_tickets",
+                "A customer's support tickets, newest first; open_only=true keeps open and in-progress ones.",
+                read_only(),
+                |s, a: p::SupportTickets, _| async move {
+                    ops::get_support_tickets(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "create_support_ticket",
+                "Open a support ticket for a customer (optionally about one of their subscriptions).",
+                writes(false),
+                |s, a: p::CreateSupportTicket, _| async move {
+                    ops::create_support_ticket(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "get_products",
+                "The product catalogue, optionally of one category (mobile, internet, bundle, addon).",
+                read_only(),
+                |s, a: p::Products, _| async move { ops::get_products(s.store.as_ref(), a).await },
+            ),
+            entry(
+                "get_product_detail",
+                "One product with its price, data cap, overage rate and the promotions running on it.",
+                read_only(),
+                |s, a: p::ProductId, _| async move {
+                    ops::get_product_detail(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "update_subscription",
+                "Change a subscription: plan (product_id), status, roaming or autopay. Give at least one change.",
+                writes(true),
+                |s, a: p::UpdateSubscription, _| async move {
+                    ops::update_subscription(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "unlock_account",
+                "Unlock a customer's locked account after identity verification; recorded in the security log. Restricted to security staff.",
+                writes(false),
+                |s, a: p::CustomerId, _| async move { ops::unlock_account(s.store.as_ref(), a).await },
+            ),
+            entry(
+                "get_billing_summary",
+                "What a customer owes: total due, overdue amount, open invoices, each subscription's latest and usual invoice, failed payments.",
+                read_only(),
+                |s, a: p::CustomerId, _| async move {
+                    ops::get_billing_summary(s.store.as_ref(), a).await
+                },
+            ),
+            entry(
+                "trouble_shoot_device",
+                "Run a remote diagnosis of a customer's line and device (takes about 45 seconds; reports progress). Returns the checks, a conclusion and recommended actions.",
+                read_only(),
+                |s, a: p::TroubleShootDevice, ctx: CallContext| async move {
+                    let progress = ctx
+                        .progress
+                        .as_ref()
+                        .map(|p| p as &dyn troubleshoot::ProgressSink);
+                    troubleshoot::run(
+                        s.store.as_ref(),
+                        a.customer_id,
+                        a.subscription_id,
+                        a.device,
+                        s.troubleshoot_step,
+                        progress,
+                        &ctx.cancel,
+                    )
+                    .await
+                },
+            ),
+        ];
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.tool.name.to_string(), i))
+            .collect();
+        Catalog { entries, by_name }
+    }
+
+    pub fn tools(&self) -> Vec<Tool> {
+        self.entries.iter().map(|e| e.tool.clone()).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One MCP server instance (cheap: created per request in stateless mode).
+#[derive(Clone)]
+pub struct ContosoTools {
+    state: Arc<AppState>,
+    catalog: Arc<Catalog>,
+}
+
+impl ContosoTools {
+    pub fn new(state: Arc<AppState>, catalog: Arc<Catalog>) -> Self {
+        ContosoTools { state, catalog }
+    }
+}
+
+const INSTRUCTIONS: &str = "Contoso telecom customer-service tools. Look customers up with \
+get_customer_detail (or page through get_all_customers), then drill into subscriptions, \
+invoices, usage, orders, tickets and security logs. search_knowledge_base holds the policies \
+(refunds, roaming, overage, late fees, SLA credits). Writes: pay_invoice, update_subscription, \
+create_support_ticket, unlock_account. trouble_shoot_device is long-running and reports progress.";
+
+impl ServerHandler for ContosoTools {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "contoso-tools-service",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.catalog.tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.catalog.get(name).map(|e| e.tool.clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.as_ref();
+        let Some(entry) = self.catalog.get(name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {name:?}"),
+                None,
+            ));
+        };
+        let ctx = CallContext {
+            progress: context.meta.get_progress_token().map(|token| McpProgress {
+                peer: context.peer.clone(),
+                token,
+            }),
+            cancel: context.ct.clone(),
+        };
+        let started = Instant::now();
+        let outcome = (entry.handler)(
+            self.state.clone(),
+            request.arguments.unwrap_or_default(),
+            ctx,
+        )
+        .await;
+        let duration_us = started.elapsed().as_micros() as u64;
+        let result = match outcome {
+            Ok(result) => {
+                tracing::info!(tool = name, duration_us, outcome = "ok", "tool call");
+                result
+            }
+            Err(error) => {
+                tracing::info!(
+                    tool = name,
+                    duration_us,
+                    outcome = error.kind(),
+                    "tool call"
+                );
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+            }
+        };
+        Ok(result.into())
+    }
+}

@@ -1,0 +1,533 @@
+//! What each tool does: validate the arguments, read or write through the [`Store`], and shape
+//! the typed output. Nothing here knows about MCP or HTTP, so every rule is testable directly.
+
+use chrono::{Days, NaiveDate, Utc};
+
+use super::{ToolError, outputs::*, params};
+use crate::{
+    domain::*,
+    money::Money,
+    search::KnowledgeIndex,
+    store::{NewPayment, NewTicket, Store, SubscriptionUpdate},
+};
+
+type Result<T> = std::result::Result<T, ToolError>;
+
+const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_USAGE_DAYS: i64 = 366;
+const DEFAULT_USAGE_DAYS: u64 = 30;
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn bounded(value: Option<u32>, default: u32, max: u32, field: &str) -> Result<u32> {
+    match value.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        n => Err(ToolError::invalid(format!(
+            "{field} must be between 1 and {max}, got {n}"
+        ))),
+    }
+}
+
+async fn customer(store: &dyn Store, id: i64) -> Result<Customer> {
+    store
+        .customer(id)
+        .await?
+        .ok_or(ToolError::not_found("customer", id))
+}
+
+async fn subscription(store: &dyn Store, id: i64) -> Result<Subscription> {
+    store
+        .subscription(id)
+        .await?
+        .ok_or(ToolError::not_found("subscription", id))
+}
+
+/// Cursor format: `after:<last id>`. Opaque to callers, but readable in logs.
+pub async fn get_all_customers(
+    store: &dyn Store,
+    p: params::ListCustomers,
+) -> Result<CustomerPage> {
+    let limit = bounded(p.limit, DEFAULT_PAGE, MAX_PAGE, "limit")?;
+    let after = match p.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(cursor) => cursor
+            .strip_prefix("after:")
+            .and_then(|id| id.parse::<i64>().ok())
+            .ok_or_else(|| ToolError::invalid(format!("cursor {cursor:?} is not one this service returned; omit it to start from the first page")))?,
+    };
+    let mut customers = store.customers_after(after, limit + 1).await?;
+    let next_cursor = if customers.len() > limit as usize {
+        customers.truncate(limit as usize);
+        customers.last().map(|c| format!("after:{}", c.id))
+    } else {
+        None
+    };
+    Ok(CustomerPage {
+        customers,
+        next_cursor,
+    })
+}
+
+pub async fn get_customer_detail(
+    store: &dyn Store,
+    p: params::CustomerId,
+) -> Result<CustomerDetail> {
+    let (customer, subscriptions) = tokio::try_join!(customer(store, p.customer_id), async {
+        Ok(store.subscriptions_of_customer(p.customer_id).await?)
+    })?;
+    Ok(CustomerDetail {
+        customer,
+        subscriptions,
+    })
+}
+
+pub async fn get_subscription_detail(
+    store: &dyn Store,
+    p: params::SubscriptionId,
+) -> Result<SubscriptionDetail> {
+    let subscription = subscription(store, p.subscription_id).await?;
+    let (product, invoices, incidents) = tokio::try_join!(
+        async {
+            store
+                .product(subscription.product_id)
+                .await?
+                .ok_or(ToolError::not_found("product", subscription.product_id))
+        },
+        async {
+            Ok(store
+                .invoices_of_subscription(subscription.id, today())
+                .await?)
+        },
+        async { Ok(store.incidents_of_subscription(subscription.id).await?) },
+    )?;
+    Ok(SubscriptionDetail {
+        subscription,
+        product,
+        invoices,
+        incidents,
+    })
+}
+
+pub async fn get_invoice_payments(
+    store: &dyn Store,
+    p: params::InvoiceId,
+) -> Result<InvoicePayments> {
+    let invoice = store
+        .invoice(p.invoice_id, today())
+        .await?
+        .ok_or(ToolError::not_found("invoice", p.invoice_id))?;
+    let payments = store.payments_of_invoice(p.invoice_id).await?;
+    Ok(InvoicePayments { invoice, payments })
+}
+
+pub async fn pay_invoice(store: &dyn Store, p: params::PayInvoice) -> Result<PaymentResult> {
+    let amount = Money::from_dollars_f64(p.amount)?;
+    if !amount.is_positive() {
+        return Err(ToolError::invalid(format!(
+            "amount must be greater than zero, got {}",
+            p.amount
+        )));
+    }
+    let receipt = store
+        .pay_invoice(
+            NewPayment {
+                invoice_id: p.invoice_id,
+                amount,
+                method: p.method.unwrap_or(PaymentMethod::CreditCard),
+                paid_at: Utc::now(),
+            },
+            today(),
+        )
+        .await?;
+    tracing::info!(
+        invoice_id = p.invoice_id,
+        payment_id = receipt.payment.id,
+        "payment recorded"
+    );
+    Ok(PaymentResult {
+        payment: receipt.payment,
+        invoice: receipt.invoice,
+    })
+}
+
+pub async fn get_data_usage(
+    store: &dyn Store,
+    p: params::DataUsageQuery,
+) -> Result<DataUsageReport> {
+    let end = p.end_date.unwrap_or_else(today);
+    let start = p
+        .start_date
+        .unwrap_or(end - Days::new(DEFAULT_USAGE_DAYS - 1));
+    if start > end {
+        return Err(ToolError::invalid(format!(
+            "start_date {start} is after end_date {end}; swap them"
+        )));
+    }
+    let days = (end - start).num_days() + 1;
+    if days > MAX_USAGE_DAYS {
+        return Err(ToolError::invalid(format!(
+            "the range covers {days} days; ask for at most {MAX_USAGE_DAYS} at a time"
+        )));
+    }
+    let sub = subscription(store, p.subscription_id).await?;
+    let daily = store.data_usage(sub.id, start, end).await?;
+    let data_used_mb: i64 = daily.iter().map(|d| d.data_used_mb).sum();
+    let totals = UsageTotals {
+        days: daily.len() as i64,
+        data_used_mb,
+        data_used_gb: (data_used_mb as f64 / 100.0).round() / 10.0,
+        voice_minutes: daily.iter().map(|d| d.voice_minutes).sum(),
+        sms_count: daily.iter().map(|d| d.sms_count).sum(),
+    };
+    Ok(DataUsageReport {
+        subscription_id: sub.id,
+        start_date: start,
+        end_date: end,
+        data_cap_gb: sub.data_cap_gb,
+        totals,
+        daily: if p.aggregate { Vec::new() } else { daily },
+    })
+}
+
+fn view(promotion: Promotion, today: NaiveDate) -> PromotionView {
+    let state = promotion.state(today);
+    PromotionView { promotion, state }
+}
+
+pub async fn get_promotions(store: &dyn Store) -> Result<Promotions> {
+    let today = today();
+    let promotions = store
+        .promotions()
+        .await?
+        .into_iter()
+        .map(|p| view(p, today))
+        .collect();
+    Ok(Promotions { today, promotions })
+}
+
+/// Eligible: running today, the customer's tier is at least the promotion's, and the promotion
+/// is for any product or for a product the customer subscribes to (not cancelled).
+pub async fn get_eligible_promotions(
+    store: &dyn Store,
+    p: params::CustomerId,
+) -> Result<EligiblePromotions> {
+    let today = today();
+    let (customer, subscriptions, promotions) = tokio::try_join!(
+        customer(store, p.customer_id),
+        async { Ok(store.subscriptions_of_customer(p.customer_id).await?) },
+        async { Ok(store.promotions().await?) },
+    )?;
+    let products: Vec<i64> = subscriptions
+        .iter()
+        .filter(|s| s.status != SubscriptionStatus::Cancelled)
+        .map(|s| s.product_id)
+        .collect();
+    let mut eligible = Vec::new();
+    let mut upcoming = Vec::new();
+    for promotion in promotions {
+        let qualifies = customer.loyalty_level >= promotion.min_loyalty_level
+            && promotion.product_id.is_none_or(|id| products.contains(&id));
+        if !qualifies {
+            continue;
+        }
+        match promotion.state(today) {
+            PromotionState::Active => eligible.push(view(promotion, today)),
+            PromotionState::Upcoming => upcoming.push(view(promotion, today)),
+            PromotionState::Expired => {}
+        }
+    }
+    Ok(EligiblePromotions {
+        customer_id: customer.id,
+        loyalty_level: customer.loyalty_level,
+        today,
+        eligible,
+        upcoming,
+    })
+}
+
+pub async fn search_knowledge_base(
+    index: &KnowledgeIndex,
+    p: params::SearchKnowledgeBase,
+) -> Result<SearchResults> {
+    let query = p.query.trim();
+    if query.is_empty() {
+        return Err(ToolError::invalid(
+            "query must not be empty; describe the topic in a few words",
+        ));
+    }
+    if query.len() > 1000 {
+        return Err(ToolError::invalid(
+            "query is longer than 1000 characters; shorten it to the topic",
+        ));
+    }
+    let topk = p.topk.unwrap_or(3);
+    if !(1..=20).contains(&topk) {
+        return Err(ToolError::invalid(format!(
+            "topk must be between 1 and 20, got {topk}"
+        )));
+    }
+    let results = index.search(query, topk as usize).await;
+    Ok(SearchResults {
+        query: query.to_owned(),
+        mode: index.mode().to_owned(),
+        results,
+    })
+}
+
+pub async fn get_security_logs(
+    store: &dyn Store,
+    p: params::SecurityLogs,
+) -> Result<SecurityLogReport> {
+    let limit = bounded(p.limit, DEFAULT_PAGE, MAX_PAGE, "limit")?;
+    customer(store, p.customer_id).await?;
+    let entries = store.security_logs(p.customer_id, limit).await?;
+    let last_lock_event = entries.iter().find(|e| {
+        matches!(
+            e.event_type,
+            SecurityEventType::AccountLocked | SecurityEventType::AccountUnlocked
+        )
+    });
+    let locked_since = last_lock_event
+        .filter(|e| e.event_type == SecurityEventType::AccountLocked)
+        .map(|e| e.occurred_at);
+    Ok(SecurityLogReport {
+        customer_id: p.customer_id,
+        account_locked: locked_since.is_some(),
+        locked_since,
+        entries,
+    })
+}
+
+pub async fn get_customer_orders(
+    store: &dyn Store,
+    p: params::CustomerId,
+) -> Result<CustomerOrders> {
+    customer(store, p.customer_id).await?;
+    let orders = store.orders_of_customer(p.customer_id).await?;
+    Ok(CustomerOrders {
+        customer_id: p.customer_id,
+        orders,
+    })
+}
+
+pub async fn get_support_tickets(
+    store: &dyn Store,
+    p: params::SupportTickets,
+) -> Result<SupportTickets> {
+    customer(store, p.customer_id).await?;
+    let tickets = store
+        .tickets_of_customer(p.customer_id, p.open_only)
+        .await?;
+    Ok(SupportTickets {
+        customer_id: p.customer_id,
+        open_only: p.open_only,
+        tickets,
+    })
+}
+
+fn text_field(value: String, field: &str, max: usize) -> Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ToolError::invalid(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > max {
+        return Err(ToolError::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub async fn create_support_ticket(
+    store: &dyn Store,
+    p: params::CreateSupportTicket,
+) -> Result<TicketCreated> {
+    let subject = text_field(p.subject, "subject", 200)?;
+    let description = text_field(p.description, "description", 4000)?;
+    let ticket = store
+        .create_ticket(NewTicket {
+            customer_id: p.customer_id,
+            subscription_id: p.subscription_id,
+            category: p.category,
+            priority: p.priority.unwrap_or(TicketPriority::Normal),
+            subject,
+            description,
+            opened_at: Utc::now(),
+        })
+        .await?;
+    tracing::info!(ticket_id = ticket.id, category = %ticket.category, "support ticket created");
+    Ok(TicketCreated { ticket })
+}
+
+pub async fn get_products(store: &dyn Store, p: params::Products) -> Result<ProductList> {
+    Ok(ProductList {
+        products: store.products(p.category).await?,
+    })
+}
+
+pub async fn get_product_detail(store: &dyn Store, p: params::ProductId) -> Result<ProductDetail> {
+    let product = store
+        .product(p.product_id)
+        .await?
+        .ok_or(ToolError::not_found("product", p.product_id))?;
+    let today = today();
+    let active_promotions = store
+        .promotions()
+        .await?
+        .into_iter()
+        .filter(|promo| {
+            promo.product_id == Some(product.id) && promo.state(today) == PromotionState::Active
+        })
+        .map(|promo| view(promo, today))
+        .collect();
+    Ok(ProductDetail {
+        product,
+        active_promotions,
+    })
+}
+
+pub async fn update_subscription(
+    store: &dyn Store,
+    p: params::UpdateSubscription,
+) -> Result<SubscriptionUpdated> {
+    let u = p.updates;
+    let update = SubscriptionUpdate {
+        product_id: u.product_id,
+        status: u.status,
+        roaming_enabled: u.roaming_enabled,
+        autopay_enabled: u.autopay_enabled,
+    };
+    if update.is_empty() {
+        return Err(ToolError::invalid(
+            "updates is empty; give at least one of product_id, status, roaming_enabled, autopay_enabled",
+        ));
+    }
+    let current = subscription(store, p.subscription_id).await?;
+    if let Some(product_id) = update.product_id {
+        let product = store
+            .product(product_id)
+            .await?
+            .ok_or(ToolError::not_found("product", product_id))?;
+        if product.category == ProductCategory::Addon {
+            return Err(ToolError::invalid(format!(
+                "product {product_id} ({}) is an add-on, not a plan; enable the feature instead (e.g. roaming_enabled)",
+                product.name
+            )));
+        }
+    }
+    if update.roaming_enabled == Some(true) && current.product_category == ProductCategory::Internet
+    {
+        return Err(ToolError::invalid(format!(
+            "subscription {} is a home internet line; roaming applies to mobile lines only",
+            current.id
+        )));
+    }
+    let subscription = store.update_subscription(p.subscription_id, update).await?;
+    tracing::info!(subscription_id = subscription.id, "subscription updated");
+    Ok(SubscriptionUpdated { subscription })
+}
+
+pub async fn unlock_account(store: &dyn Store, p: params::CustomerId) -> Result<AccountUnlocked> {
+    let receipt = store.unlock_account(p.customer_id, Utc::now()).await?;
+    tracing::info!(customer_id = p.customer_id, "account unlocked");
+    Ok(AccountUnlocked {
+        customer_id: p.customer_id,
+        locked_at: receipt.locked_at,
+        unlocked_at: receipt.unlocked.occurred_at,
+        log_entry: receipt.unlocked,
+    })
+}
+
+fn median(mut amounts: Vec<Money>) -> Option<Money> {
+    amounts.sort_unstable();
+    amounts.get(amounts.len() / 2).copied()
+}
+
+pub async fn get_billing_summary(
+    store: &dyn Store,
+    p: params::CustomerId,
+) -> Result<BillingSummary> {
+    let today = today();
+    let (customer, subscriptions) = tokio::try_join!(customer(store, p.customer_id), async {
+        Ok(store.subscriptions_of_customer(p.customer_id).await?)
+    },)?;
+    let invoice_lists = futures::future::try_join_all(
+        subscriptions
+            .iter()
+            .map(|s| store.invoices_of_subscription(s.id, today)),
+    )
+    .await?;
+    let mut open_invoices = Vec::new();
+    let mut lines = Vec::new();
+    for (s, invoices) in subscriptions.iter().zip(invoice_lists) {
+        let monthly_fee = store
+            .product(s.product_id)
+            .await?
+            .map_or(Money::ZERO, |p| p.monthly_fee);
+        lines.push(SubscriptionBilling {
+            subscription_id: s.id,
+            product_name: s.product_name.clone(),
+            status: s.status,
+            monthly_fee,
+            usual_invoice_amount: median(invoices.iter().skip(1).map(|i| i.amount).collect()),
+            latest_invoice: invoices.first().cloned(),
+        });
+        open_invoices.extend(invoices.into_iter().filter(|i| i.outstanding.is_positive()));
+    }
+    open_invoices.sort_by_key(|i| (i.invoice_date, i.id));
+    let payment_lists = futures::future::try_join_all(
+        open_invoices
+            .iter()
+            .map(|i| store.payments_of_invoice(i.id)),
+    )
+    .await?;
+    let failed_payments = payment_lists
+        .into_iter()
+        .flatten()
+        .filter(|p| p.status == PaymentStatus::Failed)
+        .collect();
+    let last_successful_payment = last_payment(store, &subscriptions, today).await?;
+    Ok(BillingSummary {
+        customer_id: customer.id,
+        customer_name: format!("{} {}", customer.first_name, customer.last_name),
+        total_due: open_invoices.iter().map(|i| i.outstanding).sum(),
+        overdue_amount: open_invoices
+            .iter()
+            .filter(|i| i.status == InvoiceStatus::Overdue)
+            .map(|i| i.outstanding)
+            .sum(),
+        open_invoices,
+        subscriptions: lines,
+        failed_payments,
+        last_successful_payment,
+    })
+}
+
+/// The newest successful payment over the latest two invoices of each subscription.
+async fn last_payment(
+    store: &dyn Store,
+    subscriptions: &[Subscription],
+    today: NaiveDate,
+) -> Result<Option<Payment>> {
+    let mut best: Option<Payment> = None;
+    for s in subscriptions {
+        for invoice in store
+            .invoices_of_subscription(s.id, today)
+            .await?
+            .iter()
+            .take(2)
+        {
+            for payment in store.payments_of_invoice(invoice.id).await? {
+                if payment.status == PaymentStatus::Successful
+                    && best.as_ref().is_none_or(|b| payment.paid_at > b.paid_at)
+                {
+                    best = Some(payment);
+                }
+            }
+        }
+    }
+    Ok(best)
+}
