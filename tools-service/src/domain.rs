@@ -228,6 +228,8 @@ pub struct Subscription {
     pub product_id: i64,
     pub product_name: String,
     pub product_category: ProductCategory,
+    /// The plan's monthly fee.
+    pub monthly_fee: Money,
     pub start_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
     pub status: SubscriptionStatus,

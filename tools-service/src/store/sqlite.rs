@@ -123,7 +123,7 @@ fn product(row: &SqliteRow) -> StoreResult<Product> {
 }
 
 const SUBSCRIPTION_SELECT: &str = "SELECT s.id, s.customer_id, s.product_id, p.name AS product_name, \
-     p.category AS product_category, s.start_date, s.end_date, s.status, s.service_status, \
+     p.category AS product_category, p.monthly_fee_cents, s.start_date, s.end_date, s.status, s.service_status, \
      s.roaming_enabled, s.autopay_enabled, p.data_cap_gb, \
      COALESCE(s.speed_tier, p.speed_tier) AS speed_tier \
      FROM subscriptions s JOIN products p ON p.id = s.product_id";
@@ -135,6 +135,7 @@ fn subscription(row: &SqliteRow) -> StoreResult<Subscription> {
         product_id: row.try_get("product_id")?,
         product_name: row.try_get("product_name")?,
         product_category: enum_col(row, "product_category")?,
+        monthly_fee: money(row, "monthly_fee_cents")?,
         start_date: row.try_get("start_date")?,
         end_date: row.try_get("end_date")?,
         status: enum_col(row, "status")?,

@@ -97,9 +97,18 @@ struct Entry {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
+/// Parses arguments, naming the offending field (`amount: invalid type ...`) so the caller
+/// knows what to fix.
 fn parse<A: DeserializeOwned>(args: JsonObject) -> Result<A, ToolError> {
-    serde_json::from_value(serde_json::Value::Object(args))
-        .map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
+    serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ToolError::invalid(format!("invalid arguments: {inner}"))
+        } else {
+            ToolError::invalid(format!("invalid arguments: {path}: {inner}"))
+        }
+    })
 }
 
 fn success<O: Serialize + Render>(output: &O) -> Result<CallToolResult, ToolError> {

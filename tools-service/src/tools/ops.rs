@@ -462,34 +462,45 @@ pub async fn get_billing_summary(
     .await?;
     let mut open_invoices = Vec::new();
     let mut lines = Vec::new();
+    // Payments are read for the open invoices (failed attempts) and the two latest invoices of
+    // each subscription (where the last successful payment is).
+    let mut payment_invoices = Vec::new();
     for (s, invoices) in subscriptions.iter().zip(invoice_lists) {
-        let monthly_fee = store
-            .product(s.product_id)
-            .await?
-            .map_or(Money::ZERO, |p| p.monthly_fee);
         lines.push(SubscriptionBilling {
             subscription_id: s.id,
             product_name: s.product_name.clone(),
             status: s.status,
-            monthly_fee,
+            monthly_fee: s.monthly_fee,
             usual_invoice_amount: median(invoices.iter().skip(1).map(|i| i.amount).collect()),
             latest_invoice: invoices.first().cloned(),
         });
+        payment_invoices.extend(invoices.iter().take(2).map(|i| i.id));
         open_invoices.extend(invoices.into_iter().filter(|i| i.outstanding.is_positive()));
     }
     open_invoices.sort_by_key(|i| (i.invoice_date, i.id));
-    let payment_lists = futures::future::try_join_all(
-        open_invoices
+    payment_invoices.extend(open_invoices.iter().map(|i| i.id));
+    payment_invoices.sort_unstable();
+    payment_invoices.dedup();
+    let payments: Vec<Payment> = futures::future::try_join_all(
+        payment_invoices
             .iter()
-            .map(|i| store.payments_of_invoice(i.id)),
+            .map(|&id| store.payments_of_invoice(id)),
     )
-    .await?;
-    let failed_payments = payment_lists
-        .into_iter()
-        .flatten()
-        .filter(|p| p.status == PaymentStatus::Failed)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let failed_payments = payments
+        .iter()
+        .filter(|p| {
+            p.status == PaymentStatus::Failed && open_invoices.iter().any(|i| i.id == p.invoice_id)
+        })
+        .cloned()
         .collect();
-    let last_successful_payment = last_payment(store, &subscriptions, today).await?;
+    let last_successful_payment = payments
+        .into_iter()
+        .filter(|p| p.status == PaymentStatus::Successful)
+        .max_by_key(|p| p.paid_at);
     Ok(BillingSummary {
         customer_id: customer.id,
         customer_name: format!("{} {}", customer.first_name, customer.last_name),
@@ -504,30 +515,4 @@ pub async fn get_billing_summary(
         failed_payments,
         last_successful_payment,
     })
-}
-
-/// The newest successful payment over the latest two invoices of each subscription.
-async fn last_payment(
-    store: &dyn Store,
-    subscriptions: &[Subscription],
-    today: NaiveDate,
-) -> Result<Option<Payment>> {
-    let mut best: Option<Payment> = None;
-    for s in subscriptions {
-        for invoice in store
-            .invoices_of_subscription(s.id, today)
-            .await?
-            .iter()
-            .take(2)
-        {
-            for payment in store.payments_of_invoice(invoice.id).await? {
-                if payment.status == PaymentStatus::Successful
-                    && best.as_ref().is_none_or(|b| payment.paid_at > b.paid_at)
-                {
-                    best = Some(payment);
-                }
-            }
-        }
-    }
-    Ok(best)
 }

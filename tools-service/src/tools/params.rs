@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
 
 use crate::domain::{ProductCategory, SubscriptionStatus, TicketCategory, TicketPriority};
 
@@ -55,12 +55,38 @@ pub struct DataUsageQuery {
     /// The subscription whose usage to read.
     pub subscription_id: i64,
     /// First day, `YYYY-MM-DD` (default: 29 days before `end_date`).
+    #[serde(default, deserialize_with = "start_date")]
     pub start_date: Option<NaiveDate>,
     /// Last day, inclusive, `YYYY-MM-DD` (default: today).
+    #[serde(default, deserialize_with = "end_date")]
     pub end_date: Option<NaiveDate>,
     /// Return totals for the range instead of one row per day.
     #[serde(default)]
     pub aggregate: bool,
+}
+
+/// Parses a date argument. chrono's own error ("input is out of range") names neither the field
+/// nor the value, which leaves a caller nothing to correct.
+fn date_field<'de, D: Deserializer<'de>>(
+    field: &str,
+    deserializer: D,
+) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|e| {
+        de::Error::custom(format!(
+            "{field} {text:?} is not a valid date ({e}); use YYYY-MM-DD"
+        ))
+    })
+}
+
+fn start_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    date_field("start_date", d)
+}
+
+fn end_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    date_field("end_date", d)
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

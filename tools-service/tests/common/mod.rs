@@ -227,3 +227,40 @@ pub fn money(value: &Value) -> i64 {
 pub fn no_args() -> Value {
     json!({})
 }
+
+/// The id of a customer's first subscription (the scenario customers have exactly one).
+pub async fn first_subscription(client: &Client, customer_id: i64) -> i64 {
+    let detail = ok(
+        client,
+        "get_customer_detail",
+        json!({"customer_id": customer_id}),
+    )
+    .await;
+    detail["subscriptions"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("customer {customer_id} has no subscription"))
+}
+
+/// The id of the newest invoice of a customer's first subscription.
+pub async fn latest_invoice(client: &Client, customer_id: i64) -> i64 {
+    let billing = ok(
+        client,
+        "get_billing_summary",
+        json!({"customer_id": customer_id}),
+    )
+    .await;
+    billing["subscriptions"][0]["latest_invoice"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("customer {customer_id} has no invoice"))
+}
+
+/// Posts a raw JSON-RPC body to `/mcp` as a 2025-11-25 client would (no session: the service is
+/// stateless), for what the MCP client cannot send: odd headers, numbers serde_json cannot hold.
+pub fn raw_mcp_post(server: &Server, body: impl Into<String>) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(server.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.into())
+}
