@@ -168,6 +168,18 @@ where
     Entry { tool, handler }
 }
 
+/// An entry whose operation needs only the store: `ops::name(store, params)`.
+macro_rules! store_tool {
+    ($name:literal, $description:literal, $annotations:expr, $params:ty, $op:path) => {
+        entry(
+            $name,
+            $description,
+            $annotations,
+            |s, a: $params, _| async move { $op(s.store.as_ref(), a).await },
+        )
+    };
+}
+
 /// The table of tools, built once per process.
 pub struct Catalog {
     entries: Vec<Entry>,
@@ -178,51 +190,47 @@ impl Catalog {
     pub fn new() -> Self {
         use params as p;
         let entries = vec![
-            entry(
+            store_tool!(
                 "get_all_customers",
                 "List customers by id, a page at a time (limit 1-500, default 50). Pass next_cursor back as cursor for the next page.",
                 read_only(),
-                |s, a: p::ListCustomers, _| async move {
-                    ops::get_all_customers(s.store.as_ref(), a).await
-                },
+                p::ListCustomers,
+                ops::get_all_customers
             ),
-            entry(
+            store_tool!(
                 "get_customer_detail",
                 "A customer's profile (name, contact, loyalty level) and all their subscriptions.",
                 read_only(),
-                |s, a: p::CustomerId, _| async move {
-                    ops::get_customer_detail(s.store.as_ref(), a).await
-                },
+                p::CustomerId,
+                ops::get_customer_detail
             ),
-            entry(
+            store_tool!(
                 "get_subscription_detail",
                 "A subscription with its product, invoices (newest first) and service incidents.",
                 read_only(),
-                |s, a: p::SubscriptionId, _| async move {
-                    ops::get_subscription_detail(s.store.as_ref(), a).await
-                },
+                p::SubscriptionId,
+                ops::get_subscription_detail
             ),
-            entry(
+            store_tool!(
                 "get_invoice_payments",
                 "An invoice with its balance and every payment attempt (successful and failed).",
                 read_only(),
-                |s, a: p::InvoiceId, _| async move {
-                    ops::get_invoice_payments(s.store.as_ref(), a).await
-                },
+                p::InvoiceId,
+                ops::get_invoice_payments
             ),
-            entry(
+            store_tool!(
                 "pay_invoice",
                 "Record a payment on an invoice. The amount must be positive, in whole cents, and not more than the outstanding balance.",
                 writes(false),
-                |s, a: p::PayInvoice, _| async move { ops::pay_invoice(s.store.as_ref(), a).await },
+                p::PayInvoice,
+                ops::pay_invoice
             ),
-            entry(
+            store_tool!(
                 "get_data_usage",
                 "Daily data, voice and SMS usage of a subscription between two dates (default: the last 30 days); aggregate=true returns only the totals.",
                 read_only(),
-                |s, a: p::DataUsageQuery, _| async move {
-                    ops::get_data_usage(s.store.as_ref(), a).await
-                },
+                p::DataUsageQuery,
+                ops::get_data_usage
             ),
             entry(
                 "get_promotions",
@@ -230,13 +238,12 @@ impl Catalog {
                 read_only(),
                 |s, _: NoArgs, _| async move { ops::get_promotions(s.store.as_ref()).await },
             ),
-            entry(
+            store_tool!(
                 "get_eligible_promotions",
                 "Promotions a customer qualifies for today (loyalty level and subscribed products), and those they will qualify for once started.",
                 read_only(),
-                |s, a: p::CustomerId, _| async move {
-                    ops::get_eligible_promotions(s.store.as_ref(), a).await
-                },
+                p::CustomerId,
+                ops::get_eligible_promotions
             ),
             entry(
                 "search_knowledge_base",
@@ -246,73 +253,68 @@ impl Catalog {
                     ops::search_knowledge_base(&s.index, a).await
                 },
             ),
-            entry(
+            store_tool!(
                 "get_security_logs",
                 "A customer's security events (sign-ins, locks, unlocks), newest first, and whether the account is locked now.",
                 read_only(),
-                |s, a: p::SecurityLogs, _| async move {
-                    ops::get_security_logs(s.store.as_ref(), a).await
-                },
+                p::SecurityLogs,
+                ops::get_security_logs
             ),
-            entry(
+            store_tool!(
                 "get_customer_orders",
                 "A customer's orders (devices, accessories), newest first, with status and return dates.",
                 read_only(),
-                |s, a: p::CustomerId, _| async move {
-                    ops::get_customer_orders(s.store.as_ref(), a).await
-                },
+                p::CustomerId,
+                ops::get_customer_orders
             ),
-            entry(
+            store_tool!(
                 "get_support_tickets",
                 "A customer's support tickets, newest first; open_only=true keeps open and in-progress ones.",
                 read_only(),
-                |s, a: p::SupportTickets, _| async move {
-                    ops::get_support_tickets(s.store.as_ref(), a).await
-                },
+                p::SupportTickets,
+                ops::get_support_tickets
             ),
-            entry(
+            store_tool!(
                 "create_support_ticket",
                 "Open a support ticket for a customer (optionally about one of their subscriptions).",
                 writes(false),
-                |s, a: p::CreateSupportTicket, _| async move {
-                    ops::create_support_ticket(s.store.as_ref(), a).await
-                },
+                p::CreateSupportTicket,
+                ops::create_support_ticket
             ),
-            entry(
+            store_tool!(
                 "get_products",
                 "The product catalogue, optionally of one category (mobile, internet, bundle, addon).",
                 read_only(),
-                |s, a: p::Products, _| async move { ops::get_products(s.store.as_ref(), a).await },
+                p::Products,
+                ops::get_products
             ),
-            entry(
+            store_tool!(
                 "get_product_detail",
                 "One product with its price, data cap, overage rate and the promotions running on it.",
                 read_only(),
-                |s, a: p::ProductId, _| async move {
-                    ops::get_product_detail(s.store.as_ref(), a).await
-                },
+                p::ProductId,
+                ops::get_product_detail
             ),
-            entry(
+            store_tool!(
                 "update_subscription",
                 "Change a subscription: plan (product_id), status, roaming or autopay. Give at least one change.",
                 writes(true),
-                |s, a: p::UpdateSubscription, _| async move {
-                    ops::update_subscription(s.store.as_ref(), a).await
-                },
+                p::UpdateSubscription,
+                ops::update_subscription
             ),
-            entry(
+            store_tool!(
                 "unlock_account",
                 "Unlock a customer's locked account after identity verification; recorded in the security log. Restricted to security staff.",
                 writes(false),
-                |s, a: p::CustomerId, _| async move { ops::unlock_account(s.store.as_ref(), a).await },
+                p::CustomerId,
+                ops::unlock_account
             ),
-            entry(
+            store_tool!(
                 "get_billing_summary",
                 "What a customer owes: total due, overdue amount, open invoices, each subscription's latest and usual invoice, failed payments.",
                 read_only(),
-                |s, a: p::CustomerId, _| async move {
-                    ops::get_billing_summary(s.store.as_ref(), a).await
-                },
+                p::CustomerId,
+                ops::get_billing_summary
             ),
             entry(
                 "trouble_shoot_device",
