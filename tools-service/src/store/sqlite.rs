@@ -90,8 +90,13 @@ fn money(row: &SqliteRow, col: &str) -> StoreResult<Money> {
     Ok(Money::from_cents(row.try_get(col)?))
 }
 
-const CUSTOMER_COLUMNS: &str = "id, first_name, last_name, email, phone, address, date_of_birth, \
-                                loyalty_level, joined_on";
+/// Columns of a full customer row.
+macro_rules! customer_columns {
+    () => {
+        "id, first_name, last_name, email, phone, address, date_of_birth, \
+                                loyalty_level, joined_on"
+    };
+}
 
 fn customer(row: &SqliteRow) -> StoreResult<Customer> {
     Ok(Customer {
@@ -122,11 +127,16 @@ fn product(row: &SqliteRow) -> StoreResult<Product> {
     })
 }
 
-const SUBSCRIPTION_SELECT: &str = "SELECT s.id, s.customer_id, s.product_id, p.name AS product_name, \
+/// A subscription joined with its product; callers append the `WHERE` clause.
+macro_rules! subscription_select {
+    () => {
+        "SELECT s.id, s.customer_id, s.product_id, p.name AS product_name, \
      p.category AS product_category, p.monthly_fee_cents, s.start_date, s.end_date, s.status, s.service_status, \
      s.roaming_enabled, s.autopay_enabled, p.data_cap_gb, \
      COALESCE(s.speed_tier, p.speed_tier) AS speed_tier \
-     FROM subscriptions s JOIN products p ON p.id = s.product_id";
+     FROM subscriptions s JOIN products p ON p.id = s.product_id"
+    };
+}
 
 fn subscription(row: &SqliteRow) -> StoreResult<Subscription> {
     Ok(Subscription {
@@ -147,11 +157,16 @@ fn subscription(row: &SqliteRow) -> StoreResult<Subscription> {
     })
 }
 
-const INVOICE_SELECT: &str = "SELECT i.id, i.subscription_id, i.invoice_date, i.due_date, \
+/// An invoice with the sum of its successful payments; callers append the `WHERE` clause.
+macro_rules! invoice_select {
+    () => {
+        "SELECT i.id, i.subscription_id, i.invoice_date, i.due_date, \
      i.description, i.amount_cents, \
      (SELECT COALESCE(SUM(amount_cents), 0) FROM payments \
        WHERE invoice_id = i.id AND status = 'successful') AS paid_cents \
-     FROM invoices i";
+     FROM invoices i"
+    };
+}
 
 fn invoice(row: &SqliteRow, today: NaiveDate) -> StoreResult<Invoice> {
     Ok(Invoice::new(
@@ -446,17 +461,20 @@ impl Store for SqliteStore {
     }
 
     async fn customer(&self, id: i64) -> StoreResult<Option<Customer>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?"
-        ));
+        let sql = concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE id = ?"
+        );
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(customer).transpose()
     }
 
     async fn subscriptions_of_customer(&self, customer_id: i64) -> StoreResult<Vec<Subscription>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{SUBSCRIPTION_SELECT} WHERE s.customer_id = ? ORDER BY s.id"
-        ));
+        let sql = concat!(
+            subscription_select!(),
+            " WHERE s.customer_id = ? ORDER BY s.id"
+        );
         let rows = sqlx::query(sql)
             .bind(customer_id)
             .fetch_all(&self.pool)
@@ -465,7 +483,7 @@ impl Store for SqliteStore {
     }
 
     async fn subscription(&self, id: i64) -> StoreResult<Option<Subscription>> {
-        let sql = sqlx::AssertSqlSafe(format!("{SUBSCRIPTION_SELECT} WHERE s.id = ?"));
+        let sql = concat!(subscription_select!(), " WHERE s.id = ?");
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(subscription).transpose()
     }
@@ -475,9 +493,10 @@ impl Store for SqliteStore {
         subscription_id: i64,
         today: NaiveDate,
     ) -> StoreResult<Vec<Invoice>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{INVOICE_SELECT} WHERE i.subscription_id = ? ORDER BY i.invoice_date DESC, i.id DESC"
-        ));
+        let sql = concat!(
+            invoice_select!(),
+            " WHERE i.subscription_id = ? ORDER BY i.invoice_date DESC, i.id DESC"
+        );
         let rows = sqlx::query(sql)
             .bind(subscription_id)
             .fetch_all(&self.pool)
@@ -486,7 +505,7 @@ impl Store for SqliteStore {
     }
 
     async fn invoice(&self, id: i64, today: NaiveDate) -> StoreResult<Option<Invoice>> {
-        let sql = sqlx::AssertSqlSafe(format!("{INVOICE_SELECT} WHERE i.id = ?"));
+        let sql = concat!(invoice_select!(), " WHERE i.id = ?");
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(|row| invoice(row, today)).transpose()
     }
@@ -504,8 +523,8 @@ impl Store for SqliteStore {
 
     async fn pay_invoice(&self, new: NewPayment, today: NaiveDate) -> StoreResult<PaymentReceipt> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let sql = format!("{INVOICE_SELECT} WHERE i.id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        let sql = concat!(invoice_select!(), " WHERE i.id = ?");
+        let row = sqlx::query(sql)
             .bind(new.invoice_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -537,7 +556,7 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(sql)
             .bind(new.invoice_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -655,7 +674,7 @@ impl Store for SqliteStore {
                 id,
             });
         }
-        let sql = sqlx::AssertSqlSafe(format!("{SUBSCRIPTION_SELECT} WHERE s.id = ?"));
+        let sql = concat!(subscription_select!(), " WHERE s.id = ?");
         let row = sqlx::query(sql).bind(id).fetch_one(&mut *tx).await?;
         let after = subscription(&row)?;
         tx.commit().await?;
