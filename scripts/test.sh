@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, then every test of the workspace, including the
+# interop tests against third-party MCP peers (ignored by a plain `cargo test`).
+# Needs Rust (with rustfmt and clippy), python3 >= 3.10, node + npm, and network access on first run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The Python MCP SDK and the MCP conformance suite, into .interop/ (a no-op once installed).
+scripts/setup-interop.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+cargo nextest run --workspace --run-ignored all --no-fail-fast
