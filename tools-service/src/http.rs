@@ -23,10 +23,6 @@ use crate::tools::{AppState, Catalog, ContosoTools};
 pub struct ShutdownGuard(CancellationToken);
 
 impl ShutdownGuard {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn trigger(&self) {
         self.0.cancel();
     }
@@ -38,7 +34,8 @@ pub struct Service {
     pub guard: ShutdownGuard,
 }
 
-pub fn router(state: Arc<AppState>, hosts: &HostGuardArgs, guard: ShutdownGuard) -> Service {
+pub fn router(state: Arc<AppState>, hosts: &HostGuardArgs) -> Service {
+    let guard = ShutdownGuard::default();
     let catalog = Arc::new(Catalog::new());
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)

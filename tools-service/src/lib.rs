@@ -75,7 +75,7 @@ pub async fn run(
     if config.allow_open_network {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: unauthenticated tools are reachable from the network");
     }
-    let router = http::router(state, &config.host_guard, http::ShutdownGuard::new());
+    let router = http::router(state, &config.host_guard);
     shared::http::serve(listener, router.router, async move {
         shutdown.await;
         router.guard.trigger();
