@@ -1,5 +1,6 @@
 //! Building blocks every service of the platform shares.
 //!
+//! - [`auth`]: JWT verification, role policy, the authentication middleware and OAuth metadata.
 //! - [`config`]: the settings common to every service (bind address, logging, host and origin
 //!   allow-lists), parsed by `clap` from flags with environment-variable fallbacks.
 //! - [`telemetry`]: one way to initialise `tracing` for every binary.
@@ -9,6 +10,7 @@
 //! Library code here never reads the process environment: binaries parse their configuration
 //! once and pass typed values in, so tests can run many services side by side in one process.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod telemetry;

@@ -4,7 +4,13 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
-use shared::config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish};
+use shared::{
+    auth::{
+        AuthArgs,
+        config::{AuthPlan, PlanKind},
+    },
+    config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
+};
 
 /// Contoso tools service: the telecom's customer-service operations as MCP tools.
 #[derive(Debug, Clone, Parser)]
@@ -51,10 +57,13 @@ pub struct Config {
     #[arg(long, env = "AZURE_OPENAI_API_VERSION", default_value = "2024-10-21")]
     pub azure_openai_api_version: String,
 
-    /// Allow listening on a non-loopback address although requests are not authenticated yet.
-    /// For trusted networks only; logged as a warning.
+    /// Allow listening on a non-loopback address with authentication disabled or in passthrough
+    /// mode. For trusted networks only; logged as a warning.
     #[arg(long, env = "ALLOW_OPEN_NETWORK", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
     pub allow_open_network: bool,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     #[command(flatten)]
     pub host_guard: HostGuardArgs,
@@ -76,8 +85,9 @@ pub struct EmbeddingConfig {
 const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
 
 impl Config {
-    /// Checks the settings that parse but do not make sense together.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the settings that parse but do not make sense together, and returns the
+    /// authentication plan.
+    pub fn validate(&self) -> Result<AuthPlan, ConfigError> {
         if self.seed_customer_count > MAX_SEED_CUSTOMERS {
             return Err(ConfigError::new(
                 "SEED_CUSTOMER_COUNT",
@@ -93,18 +103,21 @@ impl Config {
                 "a step longer than 60000 ms would make the diagnosis take over 9 minutes",
             ));
         }
-        if !self.bind_addr.ip().is_loopback() && !self.allow_open_network {
+        let plan = self.auth.plan()?;
+        let unverified = !matches!(plan.kind, PlanKind::Jwt { .. });
+        if unverified && !self.bind_addr.ip().is_loopback() && !self.allow_open_network {
             return Err(ConfigError::new(
                 "BIND_ADDR",
                 format!(
-                    "{} is not a loopback address and this service does not authenticate callers yet; \
-                     bind 127.0.0.1, or set ALLOW_OPEN_NETWORK=true on a trusted network",
+                    "{} is not a loopback address and tokens are not verified (DISABLE_AUTH or \
+                     USE_PASSTHROUGH_AUTH); bind 127.0.0.1, configure AUTH_ISSUER, or set \
+                     ALLOW_OPEN_NETWORK=true on a trusted network",
                     self.bind_addr
                 ),
             ));
         }
         self.embedding()?;
-        Ok(())
+        Ok(plan)
     }
 
     pub fn troubleshoot_step(&self) -> Duration {
@@ -155,9 +168,20 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Parses flags as given, with development auth unless the test passes auth flags itself.
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(std::iter::once("tools-service").chain(args.iter().copied()))
-            .expect("parses")
+        let auth: &[&str] = if args
+            .iter()
+            .any(|a| a.starts_with("--auth") || a.starts_with("--aad") || a.contains("audience"))
+        {
+            &[]
+        } else {
+            &["--disable-auth", "true"]
+        };
+        let argv = std::iter::once("tools-service")
+            .chain(auth.iter().copied())
+            .chain(args.iter().copied());
+        Config::try_parse_from(argv).expect("parses")
     }
 
     #[test]
@@ -216,5 +240,40 @@ mod tests {
                 .variable,
             "SEED_CUSTOMER_COUNT"
         );
+    }
+
+    #[test]
+    fn authentication_is_required_unless_a_development_mode_is_named() {
+        let nothing = Config::try_parse_from(["tools-service"]).expect("parses");
+        let err = nothing.validate().expect_err("no auth configured");
+        assert_eq!(err.variable, "AUTH_ISSUER");
+        assert!(err.message.contains("DISABLE_AUTH"), "{}", err.message);
+        let no_audience = parse(&["--auth-issuer", "https://login.example.com"]);
+        assert_eq!(
+            no_audience.validate().expect_err("refused").variable,
+            "MCP_API_AUDIENCE"
+        );
+        let verified = parse(&[
+            "--bind-addr",
+            "0.0.0.0:8001",
+            "--auth-issuer",
+            "https://login.example.com",
+            "--mcp-api-audience",
+            "api://contoso-mcp",
+        ]);
+        assert!(
+            verified.validate().is_ok(),
+            "verified tokens may listen anywhere"
+        );
+        let entra = parse(&["--aad-tenant-id", "abc", "--mcp-api-audience", "api://x"]);
+        match entra.validate().expect("valid").kind {
+            PlanKind::Jwt { settings, .. } => {
+                assert_eq!(
+                    settings.issuer,
+                    "https://login.microsoftonline.com/abc/v2.0"
+                )
+            }
+            other => panic!("expected JWT, got {other:?}"),
+        }
     }
 }

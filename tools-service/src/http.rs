@@ -15,6 +15,11 @@ use serde::Serialize;
 use shared::config::HostGuardArgs;
 use tokio_util::sync::CancellationToken;
 
+use shared::auth::{
+    RolePolicy,
+    middleware::{Authenticator, authenticate, metadata_routes},
+};
+
 use crate::tools::{AppState, Catalog, ContosoTools};
 
 /// Ends open MCP streams when the server shuts down, so graceful shutdown does not wait for a
@@ -34,7 +39,19 @@ pub struct Service {
     pub guard: ShutdownGuard,
 }
 
-pub fn router(state: Arc<AppState>, hosts: &HostGuardArgs) -> Service {
+/// Everything the HTTP layer serves.
+pub struct Parts {
+    pub state: Arc<AppState>,
+    pub auth: Arc<Authenticator>,
+    pub policy: Arc<RolePolicy>,
+}
+
+pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
+    let Parts {
+        state,
+        auth,
+        policy,
+    } = parts;
     let guard = ShutdownGuard::default();
     let catalog = Arc::new(Catalog::new());
     let mut config = StreamableHttpServerConfig::default()
@@ -50,15 +67,32 @@ pub fn router(state: Arc<AppState>, hosts: &HostGuardArgs) -> Service {
     };
     let mcp_state = state.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(ContosoTools::new(mcp_state.clone(), catalog.clone())),
+        move || {
+            Ok(ContosoTools::new(
+                mcp_state.clone(),
+                catalog.clone(),
+                policy.clone(),
+            ))
+        },
         Arc::new(NeverSessionManager::default()),
         config,
     );
+    let protected =
+        Router::new()
+            .route_service("/mcp", mcp)
+            .route_layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                authenticate,
+            ));
     let router = Router::new()
-        .route_service("/mcp", mcp)
         .route("/healthz", get(shared::http::healthz))
         .route("/readyz", get(readyz))
-        .with_state(state);
+        .with_state(Ready {
+            state,
+            auth: auth.clone(),
+        })
+        .merge(protected)
+        .merge(metadata_routes(auth));
     Service {
         router: shared::http::with_middleware(router),
         guard,
@@ -76,17 +110,30 @@ struct Readiness {
     error: Option<&'static str>,
 }
 
-/// Ready when the store answers and the knowledge base is indexed.
-async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+#[derive(Clone)]
+struct Ready {
+    state: Arc<AppState>,
+    auth: Arc<Authenticator>,
+}
+
+/// Ready when the store answers, the knowledge base is indexed and (for JWT) keys are loaded.
+async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse {
     let store_ok = state.store.ping().await.is_ok();
-    let ready = store_ok && !state.index.is_empty();
+    let keys_ok = auth.mode().ready();
+    let ready = store_ok && keys_ok && !state.index.is_empty();
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
         store: state.store.backend(),
         search: state.index.mode(),
         documents: state.index.len(),
-        auth: "disabled (not implemented yet): development only",
-        error: (!store_ok).then_some("store unreachable"),
+        auth: auth.mode().describe(),
+        error: if !store_ok {
+            Some("store unreachable")
+        } else if !keys_ok {
+            Some("token signing keys not loaded")
+        } else {
+            None
+        },
     };
     let status = if ready {
         StatusCode::OK

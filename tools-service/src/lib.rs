@@ -41,7 +41,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.validate()?;
+    let plan = config.validate()?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&config.db_path).await.with_context(|| {
             format!(
@@ -69,13 +69,42 @@ pub async fn run(
         index: Arc::new(index),
         troubleshoot_step: config.troubleshoot_step(),
     });
-    tracing::warn!(
-        "authentication is not enabled yet: every caller reaches every tool; keep this service on loopback"
-    );
-    if config.allow_open_network {
-        tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: unauthenticated tools are reachable from the network");
+    let catalog = tools::Catalog::new();
+    if let Some(unknown) = plan
+        .policy
+        .tools_named()
+        .find(|t| !catalog.names().any(|n| n == *t))
+    {
+        anyhow::bail!(
+            "invalid ROLE_POLICY_FILE: it names the tool {unknown:?}, which this service does not have"
+        );
     }
-    let router = http::router(state, &config.host_guard);
+    let mode = plan.build(reqwest::Client::new()).await?;
+    if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
+        tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: tools are reachable from the network without verified tokens");
+    }
+    let public_base_url = plan.public_base_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        )
+    });
+    let auth = Arc::new(shared::auth::middleware::Authenticator::new(
+        mode,
+        &public_base_url,
+        plan.scopes.clone(),
+    ));
+    let router = http::router(
+        http::Parts {
+            state,
+            auth,
+            policy: Arc::new(plan.policy),
+        },
+        &config.host_guard,
+    );
     shared::http::serve(listener, router.router, async move {
         shutdown.await;
         router.guard.trigger();

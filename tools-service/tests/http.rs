@@ -202,7 +202,7 @@ async fn a_foreign_host_header_is_refused() {
 #[tokio::test]
 async fn start_up_logs_the_address_once_and_warns_about_authentication() {
     let server = Server::start().await;
-    wait_for_log(&server, "authentication is not enabled").await;
+    wait_for_log(&server, "authentication is OFF").await;
     let logs = server.logs();
     let listening: Vec<&str> = logs
         .lines()
@@ -220,7 +220,7 @@ async fn start_up_logs_the_address_once_and_warns_about_authentication() {
     assert_ne!(server.addr.port(), 0);
     let warning = logs
         .lines()
-        .find(|l| l.contains("authentication is not enabled"))
+        .find(|l| l.contains("authentication is OFF"))
         .expect("warning");
     assert!(warning.contains("WARN"), "logged as a warning: {warning}");
 }
@@ -375,14 +375,29 @@ async fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::pro
 #[tokio::test]
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cases: [(&[(&str, &str)], &str); 4] = [
-        (&[("BIND_ADDR", "0.0.0.0:0")], "BIND_ADDR"),
-        (&[("SEED_CUSTOMER_COUNT", "abc")], "SEED_CUSTOMER_COUNT"),
+    let dev = ("DISABLE_AUTH", "true");
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        (&[dev, ("BIND_ADDR", "0.0.0.0:0")], "BIND_ADDR"),
         (
-            &[("TROUBLESHOOT_STEP_MS", "999999")],
+            &[dev, ("SEED_CUSTOMER_COUNT", "abc")],
+            "SEED_CUSTOMER_COUNT",
+        ),
+        (
+            &[dev, ("TROUBLESHOOT_STEP_MS", "999999")],
             "TROUBLESHOOT_STEP_MS",
         ),
-        (&[("FORCE_SEED", "maybe")], "FORCE_SEED"),
+        (&[dev, ("FORCE_SEED", "maybe")], "FORCE_SEED"),
+        // Secure by default: no issuer and no development flag is a refusal to start.
+        (&[], "AUTH_ISSUER"),
+        (
+            &[("AUTH_ISSUER", "https://login.example.com")],
+            "MCP_API_AUDIENCE",
+        ),
+        (&[dev, ("USE_PASSTHROUGH_AUTH", "true")], "DISABLE_AUTH"),
+        (
+            &[dev, ("ROLE_POLICY_FILE", "/nonexistent/policy.toml")],
+            "ROLE_POLICY_FILE",
+        ),
     ];
     for (env, variable) in cases {
         let output = run_binary(dir.path(), &[], env).await;
@@ -409,7 +424,17 @@ async fn help_lists_the_settings() {
     let output = run_binary(dir.path(), &["--help"], &[]).await;
     assert!(output.status.success(), "{:?}", output.status);
     let help = String::from_utf8_lossy(&output.stdout);
-    for variable in ["DB_PATH", "BIND_ADDR", "SEED_CUSTOMER_COUNT", "FORCE_SEED"] {
+    for variable in [
+        "DB_PATH",
+        "BIND_ADDR",
+        "SEED_CUSTOMER_COUNT",
+        "FORCE_SEED",
+        "AUTH_ISSUER",
+        "MCP_API_AUDIENCE",
+        "ALLOWED_TENANTS",
+        "DISABLE_AUTH",
+        "USE_PASSTHROUGH_AUTH",
+    ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
 }

@@ -146,7 +146,9 @@ fn customer(
         } else {
             10_000
         };
-        usage(data, sub.id, today, |_| (cap_mb / 30) * rng.random_range(20..110) / 100);
+        usage(data, sub.id, today, |_| {
+            (cap_mb / 30) * rng.random_range(20..110) / 100
+        });
         let months = rng.random_range(8..=14);
         let latest = today - Days::new(rng.random_range(1..28));
         for month in (0..months).rev() {

@@ -28,14 +28,15 @@ use rmcp::{
     ErrorData as McpError, Peer, RoleServer, ServerHandler,
     handler::server::tool::{schema_for_output, schema_for_type},
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-        InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+        Implementation, InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
         ProgressNotificationParam, ProgressToken, ServerCapabilities, Tool, ToolAnnotations,
     },
     service::RequestContext,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use shared::auth::{Identity, RolePolicy};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ToolError;
@@ -346,8 +347,8 @@ impl Catalog {
         Catalog { entries, by_name }
     }
 
-    pub fn tools(&self) -> Vec<Tool> {
-        self.entries.iter().map(|e| e.tool.clone()).collect()
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.tool.name.as_ref())
     }
 
     fn get(&self, name: &str) -> Option<&Entry> {
@@ -366,12 +367,35 @@ impl Default for Catalog {
 pub struct ContosoTools {
     state: Arc<AppState>,
     catalog: Arc<Catalog>,
+    policy: Arc<RolePolicy>,
 }
 
 impl ContosoTools {
-    pub fn new(state: Arc<AppState>, catalog: Arc<Catalog>) -> Self {
-        ContosoTools { state, catalog }
+    pub fn new(state: Arc<AppState>, catalog: Arc<Catalog>, policy: Arc<RolePolicy>) -> Self {
+        ContosoTools {
+            state,
+            catalog,
+            policy,
+        }
     }
+
+    /// The tools `identity` may call: the one list both `tools/list` and `tools/call` consult.
+    pub fn visible_tools(&self, identity: &Identity) -> Vec<Tool> {
+        self.catalog
+            .entries
+            .iter()
+            .filter(|e| self.policy.check(identity, &e.tool.name).is_ok())
+            .map(|e| e.tool.clone())
+            .collect()
+    }
+}
+
+/// The caller the authentication middleware established for this HTTP request.
+fn caller(context: &RequestContext<RoleServer>) -> Option<&Identity> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Identity>())
 }
 
 const INSTRUCTIONS: &str = "Contoso telecom customer-service tools. Look customers up with \
@@ -393,9 +417,15 @@ impl ServerHandler for ContosoTools {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.catalog.tools()))
+        let tools = caller(&context)
+            .map(|identity| self.visible_tools(identity))
+            .unwrap_or_default();
+        // The list depends on the caller's roles: no cache may share it between callers.
+        Ok(ListToolsResult::with_all_items(tools)
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -414,6 +444,17 @@ impl ServerHandler for ContosoTools {
                 None,
             ));
         };
+        let Some(identity) = caller(&context) else {
+            // Unreachable behind the authentication middleware; refuse rather than assume.
+            return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
+        };
+        if let Err(missing) = self.policy.check(identity, name) {
+            tracing::info!(tool = name, tenant = %identity.tenant, outcome = "forbidden", "tool call");
+            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "not allowed: {missing}"
+            ))])
+            .into());
+        }
         let ctx = CallContext {
             progress: context.meta.get_progress_token().map(|token| McpProgress {
                 peer: context.peer.clone(),
@@ -431,12 +472,13 @@ impl ServerHandler for ContosoTools {
         let duration_us = started.elapsed().as_micros() as u64;
         let result = match outcome {
             Ok(result) => {
-                tracing::info!(tool = name, duration_us, outcome = "ok", "tool call");
+                tracing::info!(tool = name, tenant = %identity.tenant, duration_us, outcome = "ok", "tool call");
                 result
             }
             Err(error) => {
                 tracing::info!(
                     tool = name,
+                    tenant = %identity.tenant,
                     duration_us,
                     outcome = error.kind(),
                     "tool call"

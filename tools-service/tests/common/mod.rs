@@ -58,6 +58,8 @@ impl Server {
             .env("SEED_CUSTOMER_COUNT", TEST_CUSTOMERS)
             .env("TROUBLESHOOT_STEP_MS", "20")
             .env("RUST_LOG", "info,rmcp=warn")
+            // Functional tests run with development auth; tests/auth.rs runs with real tokens.
+            .env("DISABLE_AUTH", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -142,6 +144,17 @@ impl Server {
             .serve(transport)
             .await
             .expect("MCP client connects (2025-11-25)")
+    }
+
+    /// An MCP client (2025-11-25) that sends `Authorization: Bearer <token>`.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let config = StreamableHttpClientTransportConfig::with_uri(self.url()).auth_header(token);
+        let transport = StreamableHttpClientTransport::from_config(config);
+        ClientConfig::default()
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+            .serve(transport)
+            .await
+            .expect("MCP client connects with a token")
     }
 
     /// An MCP client speaking the 2026-07-28 protocol (discover, no session).

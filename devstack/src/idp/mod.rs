@@ -1,0 +1,698 @@
+//! The development OpenID Connect identity provider: an issuer on loopback that signs real
+//! RS256 access tokens, so the services verify exactly what they would verify from Entra ID.
+//!
+//! An [`Idp`] holds the issuer URL, the audiences it issues for, the tenants and clients it
+//! knows, and its signing keys. It mints tokens directly ([`Idp::mint`], for tests and
+//! `devstack token`) and over HTTP ([`Idp::router`]):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /.well-known/openid-configuration` | discovery: issuer, `jwks_uri`, `token_endpoint`, … |
+//! | `GET /jwks` | the public keys: current first, then rotated-out ones not yet retired |
+//! | `POST /token` | OAuth 2 `client_credentials` (secret in the form or HTTP Basic) |
+//! | `POST /rotate`, `POST /retire` | only with [`IdpConfig::allow_rotation`]; otherwise 404 |
+//! | `GET /healthz` | alive |
+//!
+//! Tokens carry `iss`, `aud`, `sub`, `oid` (a UUID derived from `sub`), `tid`, `roles`, `azp`,
+//! `iat`, `nbf`, `exp` and `jti`, in a header `{alg: RS256, typ: JWT, kid}`. One issuer serves
+//! every tenant; the tenant is the `tid` claim, as in Entra's multi-tenant applications.
+//!
+//! The default tenants, roles and clients are listed in [`defaults`]. For the attack tests,
+//! [`Idp::claims`] + [`Idp::mint_with`] sign arbitrary claims and headers with the published key,
+//! [`Idp::foreign_key_token`] signs with a key the JWKS never shows, [`Idp::rotate`] and
+//! [`Idp::retire_old_keys`] rotate keys, [`Idp::set_jwks_available`] simulates an outage, and
+//! [`forge`] builds unsigned and HMAC tokens.
+
+pub mod defaults;
+pub mod forge;
+mod http;
+mod keys;
+mod server;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use aws_lc_rs::digest;
+use axum::Router;
+use serde_json::{Map, Value, json};
+use shared::config::Secret;
+
+pub use self::keys::SigningKey;
+pub use self::server::{RunningIdp, serve, spawn, spawn_on};
+use crate::Error;
+
+/// File name of the signing key inside the devstack data folder.
+pub const KEY_FILE: &str = "idp-signing-key.pem";
+
+/// A tenant the IdP issues tokens for: a short name people type, and the tid tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+    /// The `tid` claim, a UUID in lower case.
+    pub tid: String,
+}
+
+impl Tenant {
+    pub fn new(name: impl Into<String>, tid: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            tid: tid.into(),
+        }
+    }
+}
+
+/// A confidential client of the token endpoint and what its tokens say.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The tid of the tenant the client belongs to.
+    pub tenant: String,
+    pub roles: Vec<String>,
+    /// The `sub` of its tokens.
+    pub subject: String,
+}
+
+/// Where the IdP's first signing key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A fresh key, gone with the process: tests.
+    Generate,
+    /// The key in this file, created (0600) if missing: what `devstack` and `devstack token`
+    /// share, so a token printed by one verifies against the JWKS of the other.
+    File(PathBuf),
+    /// This key: several IdPs (say, a right and a wrong issuer) signing with one key.
+    Key(Arc<SigningKey>),
+}
+
+/// How to build an [`Idp`]. `Default` gives the development setup: default tenants, clients and
+/// audience, a generated key, no HTTP rotation, `alg` published on keys.
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    /// The `iss` of tokens, which is also the base of the endpoint URLs. `None`: the bound
+    /// address (`http://127.0.0.1:PORT`) when served by [`spawn`] or [`serve`], and
+    /// [`defaults::ISSUER`] for an [`Idp::new`] that serves nothing.
+    pub issuer: Option<String>,
+    /// Audiences the token endpoint issues for; the first is the default.
+    pub audiences: Vec<String>,
+    pub tenants: Vec<Tenant>,
+    pub clients: Vec<Client>,
+    pub key: KeySource,
+    /// Lifetime of tokens from the token endpoint.
+    pub token_lifetime: Duration,
+    /// Serve `POST /rotate` and `POST /retire` (tests of a stack in another process).
+    pub allow_rotation: bool,
+    /// Put `alg: RS256` on published keys. Entra ID leaves it out, so verifier tests turn
+    /// this off to check they cope.
+    pub publish_key_alg: bool,
+}
+
+impl Default for IdpConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audiences: vec![defaults::AUDIENCE.to_owned()],
+            tenants: defaults::tenants(),
+            clients: defaults::clients(),
+            key: KeySource::Generate,
+            token_lifetime: Duration::from_secs(3600),
+            allow_rotation: false,
+            publish_key_alg: true,
+        }
+    }
+}
+
+/// What a minted token says. `Default`: tenant `contoso`, no roles, subject `alice`, the IdP's
+/// first audience, one hour, `azp` `devstack-cli`.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    /// The `tid` (use [`Idp::tenant_id`] to resolve a name).
+    pub tenant: String,
+    pub roles: Vec<String>,
+    pub subject: String,
+    /// `None`: the IdP's first audience.
+    pub audience: Option<String>,
+    pub lifetime: Duration,
+    /// The `azp`; `None`: [`defaults::CLI_CLIENT_ID`].
+    pub client_id: Option<String>,
+    /// Claims added last, so one named like a standard claim replaces it.
+    pub extra: Map<String, Value>,
+}
+
+impl Default for TokenSpec {
+    fn default() -> Self {
+        Self {
+            tenant: defaults::CONTOSO.to_owned(),
+            roles: Vec::new(),
+            subject: defaults::SUBJECT.to_owned(),
+            audience: None,
+            lifetime: Duration::from_secs(3600),
+            client_id: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl TokenSpec {
+    /// A spec for `subject` in tenant `tid` with `roles`, other fields as in `Default`.
+    pub fn new<R: Into<String>>(
+        tid: &str,
+        roles: impl IntoIterator<Item = R>,
+        subject: &str,
+    ) -> Self {
+        Self {
+            tenant: tid.to_owned(),
+            roles: roles.into_iter().map(Into::into).collect(),
+            subject: subject.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The identity provider. Cheap to clone: clones share keys, switches and counters.
+#[derive(Debug, Clone)]
+pub struct Idp {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    issuer: String,
+    audiences: Vec<String>,
+    tenants: Vec<Tenant>,
+    clients: Vec<Client>,
+    token_lifetime: Duration,
+    allow_rotation: bool,
+    publish_key_alg: bool,
+    keys: RwLock<KeyRing>,
+    /// Made on first use: most IdPs never sign a forged token, and key generation costs time.
+    foreign: Mutex<Option<Arc<SigningKey>>>,
+    /// Off: `/jwks` answers 503, to test a verifier whose issuer is unreachable.
+    jwks_available: AtomicBool,
+    /// Every `/jwks` request, answered or not, so tests can assert a verifier's refetch limits.
+    jwks_fetches: AtomicU64,
+}
+
+/// The key that signs, and older keys still published so tokens they signed keep verifying.
+#[derive(Debug)]
+struct KeyRing {
+    current: Arc<SigningKey>,
+    previous: Vec<Arc<SigningKey>>,
+}
+
+impl Idp {
+    /// Builds the IdP, loading or creating its key; refuses contradictory settings.
+    pub fn new(config: IdpConfig) -> Result<Self, Error> {
+        let issuer = config.issuer.unwrap_or_else(|| defaults::ISSUER.to_owned());
+        validate(
+            &issuer,
+            &config.audiences,
+            &config.tenants,
+            &config.clients,
+            config.token_lifetime,
+        )?;
+        let key = match config.key {
+            KeySource::Generate => Arc::new(SigningKey::generate()?),
+            KeySource::File(path) => Arc::new(SigningKey::load_or_create(&path)?),
+            KeySource::Key(key) => key,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer,
+                audiences: config.audiences,
+                tenants: config.tenants,
+                clients: config.clients,
+                token_lifetime: config.token_lifetime,
+                allow_rotation: config.allow_rotation,
+                publish_key_alg: config.publish_key_alg,
+                keys: RwLock::new(KeyRing {
+                    current: key,
+                    previous: Vec::new(),
+                }),
+                foreign: Mutex::new(None),
+                jwks_available: AtomicBool::new(true),
+                jwks_fetches: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The `iss` of its tokens, and the base URL of its endpoints.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audiences the token endpoint issues for; the first is the default.
+    pub fn audiences(&self) -> &[String] {
+        &self.inner.audiences
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.inner.tenants
+    }
+
+    pub fn clients(&self) -> &[Client] {
+        &self.inner.clients
+    }
+
+    /// The tid for a tenant name (`contoso`, any case) or a tid. Any UUID is accepted, known or
+    /// not, so tests can mint tokens for a tenant no route allows.
+    pub fn tenant_id(&self, name_or_tid: &str) -> Result<String, Error> {
+        if let Some(tenant) = self
+            .tenants()
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name_or_tid))
+        {
+            return Ok(tenant.tid.clone());
+        }
+        if is_uuid(name_or_tid) {
+            return Ok(name_or_tid.to_ascii_lowercase());
+        }
+        Err(Error::UnknownTenant {
+            given: name_or_tid.to_owned(),
+            known: self
+                .tenants()
+                .iter()
+                .map(|t| format!("{} ({})", t.name, t.tid))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Signs a token as `spec` says, with the current key.
+    pub fn mint(&self, spec: &TokenSpec) -> String {
+        let key = self.signing_key();
+        key.sign(&key.header(), &self.claims(spec))
+    }
+
+    /// The claims [`Idp::mint`] would sign for `spec` (fresh `iat`, `exp` and `jti`): edit them
+    /// and sign with [`Idp::mint_with`] to make a token that is wrong in one chosen way.
+    pub fn claims(&self, spec: &TokenSpec) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        let lifetime = i64::try_from(spec.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let mut claims = json!({
+            "iss": self.issuer(),
+            "aud": spec.audience.as_deref().unwrap_or(&self.inner.audiences[0]),
+            "sub": spec.subject,
+            "oid": object_id(&spec.subject),
+            "tid": spec.tenant,
+            "roles": spec.roles,
+            "azp": spec.client_id.as_deref().unwrap_or(defaults::CLI_CLIENT_ID),
+            "iat": now,
+            "nbf": now,
+            "exp": now.saturating_add(lifetime),
+            "jti": uuid_v4(),
+        });
+        for (name, value) in &spec.extra {
+            claims[name] = value.clone();
+        }
+        claims
+    }
+
+    /// The header of an honest token: `{alg: RS256, typ: JWT, kid: <current kid>}`.
+    pub fn header(&self) -> Value {
+        self.signing_key().header()
+    }
+
+    /// Signs any `claims` under any `header` with the current (published) key, RS256. The
+    /// header is taken as given: `{"alg": "RS512", ...}` or a missing `kid` make tokens whose
+    /// signature is genuine but whose header a verifier must not trust.
+    pub fn mint_with(&self, header: &Value, claims: &Value) -> String {
+        self.signing_key().sign(header, claims)
+    }
+
+    /// A key that signs but is never published. Made on first call, then the same one.
+    pub fn foreign_key(&self) -> Result<Arc<SigningKey>, Error> {
+        let mut foreign = self
+            .inner
+            .foreign
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = foreign.as_ref() {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(SigningKey::generate()?);
+        *foreign = Some(key.clone());
+        Ok(key)
+    }
+
+    /// A token as [`Idp::mint`] makes it, claiming the current `kid`, but signed by
+    /// [`Idp::foreign_key`]: a well-formed signature that must not verify. (For an unknown
+    /// `kid` instead, sign with `foreign_key()?.sign(&foreign_key()?.header(), ..)`.)
+    pub fn foreign_key_token(&self, spec: &TokenSpec) -> Result<String, Error> {
+        Ok(self.foreign_key()?.sign(&self.header(), &self.claims(spec)))
+    }
+
+    /// The `kid` new tokens carry.
+    pub fn current_kid(&self) -> String {
+        self.signing_key().kid().to_owned()
+    }
+
+    /// Makes a fresh key current and keeps publishing the previous ones, so tokens signed before
+    /// the rotation still verify. Returns the new `kid`. Works whatever
+    /// [`IdpConfig::allow_rotation`] says (that governs only `POST /rotate`). The new key lives
+    /// in memory only: the key file keeps the key the IdP started with.
+    pub fn rotate(&self) -> Result<String, Error> {
+        let key = Arc::new(SigningKey::generate()?);
+        let kid = key.kid().to_owned();
+        let mut ring = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = std::mem::replace(&mut ring.current, key);
+        ring.previous.insert(0, previous);
+        Ok(kid)
+    }
+
+    /// Stops publishing every key but the current one; tokens they signed stop verifying.
+    /// Returns how many keys were dropped.
+    pub fn retire_old_keys(&self) -> usize {
+        let mut ring = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut ring.previous).len()
+    }
+
+    /// The JWKS document: `{"keys": [current, previous...]}`.
+    pub fn jwks(&self) -> Value {
+        let ring = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let with_alg = self.inner.publish_key_alg;
+        let keys: Vec<Value> = std::iter::once(&ring.current)
+            .chain(&ring.previous)
+            .map(|key| key.jwk(with_alg))
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// The OpenID discovery document.
+    pub fn discovery(&self) -> Value {
+        let base = self.issuer().trim_end_matches('/');
+        json!({
+            "issuer": self.issuer(),
+            "jwks_uri": format!("{base}/jwks"),
+            "token_endpoint": format!("{base}/token"),
+            "response_types_supported": ["token"],
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "subject_types_supported": ["public"],
+        })
+    }
+
+    /// Off: `GET /jwks` answers 503 until switched on again (the issuer-unreachable test).
+    pub fn set_jwks_available(&self, available: bool) {
+        self.inner.jwks_available.store(available, Ordering::SeqCst);
+    }
+
+    /// How many times `GET /jwks` was requested, including requests answered 503.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.inner.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Counts a `GET /jwks` and returns what to answer: the JWKS, or `None` while switched off.
+    fn answer_jwks_fetch(&self) -> Option<Value> {
+        self.inner.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .jwks_available
+            .load(Ordering::SeqCst)
+            .then(|| self.jwks())
+    }
+
+    /// The HTTP surface (routes in the module docs), wrapped in the shared middleware.
+    pub fn router(&self) -> Router {
+        http::router(self.clone())
+    }
+
+    /// The key that signs now (its public half is the first in the JWKS).
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current
+            .clone()
+    }
+}
+
+fn validate(
+    issuer: &str,
+    audiences: &[String],
+    tenants: &[Tenant],
+    clients: &[Client],
+    token_lifetime: Duration,
+) -> Result<(), Error> {
+    let fail = |message: String| Err(Error::InvalidConfig(message));
+    if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+        return fail(format!("issuer {issuer:?} is not an http(s) URL"));
+    }
+    if audiences.is_empty() {
+        return fail("at least one audience is needed".into());
+    }
+    if token_lifetime.is_zero() {
+        return fail("token lifetime is zero".into());
+    }
+    for (i, tenant) in tenants.iter().enumerate() {
+        if !is_uuid(&tenant.tid) || tenant.tid != tenant.tid.to_ascii_lowercase() {
+            return fail(format!(
+                "tenant {}: tid {:?} is not a lower-case UUID",
+                tenant.name, tenant.tid
+            ));
+        }
+        if tenants[..i].iter().any(|t| t.name == tenant.name) {
+            return fail(format!("tenant {} is listed twice", tenant.name));
+        }
+    }
+    for (i, client) in clients.iter().enumerate() {
+        if !tenants.iter().any(|t| t.tid == client.tenant) {
+            return fail(format!(
+                "client {}: tenant {} is not configured",
+                client.client_id, client.tenant
+            ));
+        }
+        if clients[..i].iter().any(|c| c.client_id == client.client_id) {
+            return fail(format!("client {} is listed twice", client.client_id));
+        }
+    }
+    Ok(())
+}
+
+/// `oid`: a name-based (version 5) UUID of the subject, so the same `sub` always has the same
+/// object id, in every process, as a user has in Entra.
+fn object_id(subject: &str) -> String {
+    /// Namespace of devstack subjects (a random UUID, fixed once).
+    const NAMESPACE: [u8; 16] = [
+        0x5c, 0x1e, 0x3b, 0x8a, 0x7d, 0x42, 0x4f, 0x0e, 0x9b, 0x61, 0x2a, 0xd4, 0x0c, 0x8e, 0x57,
+        0x13,
+    ];
+    let mut context = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(&NAMESPACE);
+    context.update(subject.as_bytes());
+    let hash = context.finish();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&hash.as_ref()[..16]);
+    format_uuid(bytes, 5)
+}
+
+/// `jti`: a random (version 4) UUID.
+fn uuid_v4() -> String {
+    let mut bytes = [0; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    format_uuid(bytes, 4)
+}
+
+/// Sets the version and RFC 9562 variant bits and formats `8-4-4-4-12`.
+fn format_uuid(mut bytes: [u8; 16], version: u8) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    use super::*;
+
+    fn part(token: &str, index: usize) -> Value {
+        let segment = token.split('.').nth(index).expect("segment");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("json")
+    }
+
+    #[test]
+    fn minted_claims_are_as_specified() {
+        let idp = Idp::new(IdpConfig::default()).expect("idp");
+        let spec = TokenSpec {
+            audience: Some("api://other".into()),
+            lifetime: Duration::from_secs(600),
+            client_id: Some("contoso-query".into()),
+            extra: Map::from_iter([("scp".to_owned(), json!("x"))]),
+            ..TokenSpec::new(defaults::FABRIKAM, ["query", "billing"], "bob")
+        };
+        let token = idp.mint(&spec);
+        let header = part(&token, 0);
+        assert_eq!(
+            header,
+            json!({"alg": "RS256", "typ": "JWT", "kid": idp.current_kid()})
+        );
+        let claims = part(&token, 1);
+        assert_eq!(claims["iss"], defaults::ISSUER);
+        assert_eq!(claims["aud"], "api://other");
+        assert_eq!(claims["sub"], "bob");
+        assert_eq!(claims["tid"], defaults::FABRIKAM);
+        assert_eq!(claims["roles"], json!(["query", "billing"]));
+        assert_eq!(claims["azp"], "contoso-query");
+        assert_eq!(claims["scp"], "x");
+        let iat = claims["iat"].as_i64().expect("iat");
+        assert_eq!(claims["nbf"], iat);
+        assert_eq!(claims["exp"], iat + 600);
+        assert!(is_uuid(claims["jti"].as_str().expect("jti")));
+        assert_ne!(claims["jti"], part(&idp.mint(&spec), 1)["jti"]);
+    }
+
+    #[test]
+    fn defaults_give_the_first_audience_and_the_cli_azp() {
+        let idp = Idp::new(IdpConfig::default()).expect("idp");
+        let claims = idp.claims(&TokenSpec::default());
+        assert_eq!(claims["aud"], defaults::AUDIENCE);
+        assert_eq!(claims["azp"], defaults::CLI_CLIENT_ID);
+        assert_eq!(claims["tid"], defaults::CONTOSO);
+        assert_eq!(claims["roles"], json!([]));
+    }
+
+    #[test]
+    fn oid_is_a_stable_v5_uuid_per_subject() {
+        let alice = object_id("alice");
+        assert_eq!(alice, object_id("alice"));
+        assert_ne!(alice, object_id("bob"));
+        assert!(is_uuid(&alice));
+        assert_eq!(&alice[14..15], "5");
+        assert!(matches!(&alice[19..20], "8" | "9" | "a" | "b"));
+        let jti = uuid_v4();
+        assert_eq!(&jti[14..15], "4");
+    }
+
+    #[test]
+    fn tenants_resolve_by_name_or_tid_and_unknown_names_list_the_known() {
+        let idp = Idp::new(IdpConfig::default()).expect("idp");
+        assert_eq!(idp.tenant_id("contoso").expect("name"), defaults::CONTOSO);
+        assert_eq!(idp.tenant_id("Fabrikam").expect("name"), defaults::FABRIKAM);
+        let unknown_tid = "00000000-0000-4000-8000-0000000000AA";
+        assert_eq!(
+            idp.tenant_id(unknown_tid).expect("any uuid"),
+            unknown_tid.to_ascii_lowercase()
+        );
+        let error = idp.tenant_id("initech").expect_err("unknown");
+        let message = error.to_string();
+        for name in [
+            "initech",
+            "contoso",
+            "fabrikam",
+            "northwind",
+            defaults::CONTOSO,
+        ] {
+            assert!(message.contains(name), "{message}");
+        }
+    }
+
+    #[test]
+    fn default_clients_cover_every_tenant_and_role() {
+        let clients = defaults::clients();
+        assert_eq!(clients.len(), 10);
+        let billing = clients
+            .iter()
+            .find(|c| c.client_id == "fabrikam-billing")
+            .expect("fabrikam-billing");
+        assert_eq!(billing.client_secret.expose(), "fabrikam-billing-secret");
+        assert_eq!(billing.tenant, defaults::FABRIKAM);
+        assert_eq!(billing.roles, ["billing"]);
+        let admin = clients
+            .iter()
+            .find(|c| c.client_id == "contoso-admin")
+            .expect("admin");
+        assert_eq!(admin.roles, defaults::ROLES);
+    }
+
+    #[test]
+    fn contradictory_settings_are_refused() {
+        let refused = |config: IdpConfig, words: &str| {
+            let message = Idp::new(config).expect_err("refused").to_string();
+            assert!(message.contains(words), "{message}");
+        };
+        refused(
+            IdpConfig {
+                issuer: Some("127.0.0.1:4444".into()),
+                ..IdpConfig::default()
+            },
+            "not an http(s) URL",
+        );
+        refused(
+            IdpConfig {
+                audiences: vec![],
+                ..IdpConfig::default()
+            },
+            "audience",
+        );
+        refused(
+            IdpConfig {
+                tenants: vec![Tenant::new("contoso", "contoso")],
+                ..IdpConfig::default()
+            },
+            "not a lower-case UUID",
+        );
+        refused(
+            IdpConfig {
+                tenants: vec![Tenant::new("fabrikam", defaults::FABRIKAM)],
+                ..IdpConfig::default()
+            },
+            "client contoso-query: tenant c0a7050c",
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_published_until_retired() {
+        let idp = Idp::new(IdpConfig::default()).expect("idp");
+        let first = idp.current_kid();
+        let second = idp.rotate().expect("rotate");
+        assert_ne!(first, second);
+        assert_eq!(idp.current_kid(), second);
+        let kids = |idp: &Idp| -> Vec<String> {
+            idp.jwks()["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| k["kid"].as_str().expect("kid").to_owned())
+                .collect()
+        };
+        assert_eq!(kids(&idp), [second.clone(), first]);
+        assert_eq!(idp.retire_old_keys(), 1);
+        assert_eq!(kids(&idp), [second]);
+    }
+}

@@ -1,0 +1,50 @@
+//! Running the platform on a laptop with no cloud account.
+//!
+//! - [`idp`]: the development OpenID Connect identity provider, which signs real RS256 tokens
+//!   for the development tenants and clients; tests spawn it on `127.0.0.1:0`.
+//! - [`config`]: the `devstack` command line.
+//!
+//! [`token`] and [`run_idp`] are what the `devstack token` and `devstack idp` subcommands do.
+
+pub mod config;
+mod error;
+pub mod idp;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use error::Error;
+
+use crate::{
+    config::{IdpArgs, TokenArgs},
+    idp::{Idp, TokenSpec},
+};
+
+/// `devstack token`: a token as the arguments say, signed with the key in the data folder
+/// (created on first use), so it verifies against a devstack IdP sharing that folder.
+pub fn token(args: &TokenArgs) -> Result<String, Error> {
+    let idp = Idp::new(args.idp_config())?;
+    let spec = TokenSpec {
+        audience: Some(args.audience.clone()),
+        lifetime: args.lifetime(),
+        ..TokenSpec::new(&idp.tenant_id(&args.tenant)?, &args.roles, &args.sub)
+    };
+    Ok(idp.mint(&spec))
+}
+
+/// `devstack idp`: serves the identity provider on `listener` until `shutdown` completes.
+pub async fn run_idp(
+    args: IdpArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if !args.bind.ip().is_loopback() {
+        tracing::warn!(
+            addr = %args.bind,
+            "the development IdP hands tokens to anyone who knows the published client secrets; \
+             trust its issuer only in development"
+        );
+    }
+    idp::serve(listener, args.idp_config(), shutdown).await
+}

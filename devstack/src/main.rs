@@ -1,0 +1,26 @@
+//! `devstack` binary: parse the command line, run the subcommand.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use devstack::config::{Cli, Command};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Token(args) => {
+            let token = devstack::token(&args)?;
+            writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
+        }
+        Command::Idp(args) => {
+            shared::telemetry::init(&args.telemetry)?;
+            let listener = TcpListener::bind(args.bind)
+                .await
+                .with_context(|| format!("cannot listen on {} (IDP_BIND_ADDR)", args.bind))?;
+            devstack::run_idp(args, listener, shared::http::shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Authentication settings, validated into a plan before any port is bound, then built into an
+//! [`AuthMode`] (which may need the network, for OIDC discovery and the first key load).
+//!
+//! JWT verification is the default whenever an issuer is configured. The two development modes
+//! (`USE_PASSTHROUGH_AUTH`, `DISABLE_AUTH`) must be asked for by name and are announced loudly;
+//! with no issuer and neither flag, the service refuses to start and says what to set.
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+
+use clap::ArgAction;
+
+use super::{
+    RolePolicy,
+    jwks::{Jwks, discover},
+    verifier::{JwtVerifier, VerifierSettings},
+};
+use crate::config::{ConfigError, boolish};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// OIDC issuer whose tokens are accepted (discovery at `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// JWKS URL, to skip discovery.
+    #[arg(long, env = "AUTH_JWKS_URI")]
+    pub auth_jwks_uri: Option<String>,
+    /// Microsoft Entra tenant id: shorthand for the issuer `https://login.microsoftonline.com/<id>/v2.0`.
+    #[arg(long, env = "AAD_TENANT_ID")]
+    pub aad_tenant_id: Option<String>,
+    /// Accepted token audiences (`aud`), comma separated, e.g. `api://contoso-mcp`.
+    #[arg(long, env = "MCP_API_AUDIENCE", value_delimiter = ',')]
+    pub mcp_api_audience: Vec<String>,
+    /// Tenant ids (`tid`) admitted, comma separated; empty admits every tenant of the issuer.
+    #[arg(long, env = "ALLOWED_TENANTS", value_delimiter = ',')]
+    pub allowed_tenants: Vec<String>,
+    /// DEVELOPMENT ONLY: accept any well-formed token without checking its signature.
+    #[arg(long, env = "USE_PASSTHROUGH_AUTH", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub use_passthrough_auth: bool,
+    /// DEVELOPMENT ONLY: accept every request, token or not.
+    #[arg(long, env = "DISABLE_AUTH", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub disable_auth: bool,
+    /// Roles given to callers in the development modes when the token carries none
+    /// (default: every role the policy names).
+    #[arg(long, env = "AUTH_DEFAULT_ROLES", value_delimiter = ',')]
+    pub auth_default_roles: Vec<String>,
+    /// Role required by `unlock_account` in the default policy.
+    #[arg(long, env = "SECURITY_ROLE", default_value = "security")]
+    pub security_role: String,
+    /// Role policy file (TOML) replacing the default policy.
+    #[arg(long, env = "ROLE_POLICY_FILE")]
+    pub role_policy_file: Option<PathBuf>,
+    /// Public URL of this service as clients see it (for the OAuth metadata); default: the bound address.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+    /// Scopes advertised in the OAuth metadata; default: `<first audience>/.default`.
+    #[arg(long, env = "AUTH_SCOPES", value_delimiter = ',')]
+    pub auth_scopes: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "AUTH_LEEWAY_SECS", default_value_t = 60)]
+    pub auth_leeway_secs: u64,
+}
+
+/// The validated settings; building it into an [`AuthMode`] is the only step that can need the network.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    pub kind: PlanKind,
+    pub policy: RolePolicy,
+    pub public_base_url: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PlanKind {
+    Jwt {
+        settings: VerifierSettings,
+        jwks_uri: Option<String>,
+    },
+    Passthrough {
+        default_roles: BTreeSet<String>,
+    },
+    Disabled {
+        default_roles: BTreeSet<String>,
+    },
+}
+
+/// How requests are authenticated, ready to use.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    Jwt(Arc<JwtVerifier>),
+    Passthrough { default_roles: BTreeSet<String> },
+    Disabled { roles: BTreeSet<String> },
+}
+
+impl AuthMode {
+    /// A short description for `/readyz` and the start-up log.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            AuthMode::Jwt(_) => "jwt",
+            AuthMode::Passthrough { .. } => {
+                "passthrough (DEVELOPMENT ONLY: signatures are not checked)"
+            }
+            AuthMode::Disabled { .. } => "disabled (DEVELOPMENT ONLY: every request is accepted)",
+        }
+    }
+
+    /// Whether the mode can admit anyone: JWT needs its keys loaded.
+    pub fn ready(&self) -> bool {
+        match self {
+            AuthMode::Jwt(v) => v.jwks().key_count() > 0,
+            _ => true,
+        }
+    }
+}
+
+fn non_empty(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+impl AuthArgs {
+    pub fn plan(&self) -> Result<AuthPlan, ConfigError> {
+        let policy = match &self.role_policy_file {
+            None => RolePolicy::reference(&self.security_role),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "ROLE_POLICY_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                RolePolicy::from_toml(&text).map_err(|e| {
+                    ConfigError::new("ROLE_POLICY_FILE", format!("{}: {e}", path.display()))
+                })?
+            }
+        };
+        let default_roles: BTreeSet<String> = match non_empty(&self.auth_default_roles) {
+            roles if roles.is_empty() => policy.roles(),
+            roles => roles.into_iter().collect(),
+        };
+        let audiences = non_empty(&self.mcp_api_audience);
+        let issuer = match (&self.auth_issuer, &self.aad_tenant_id) {
+            (Some(issuer), _) if !issuer.trim().is_empty() => {
+                Some(issuer.trim().trim_end_matches('/').to_owned())
+            }
+            (_, Some(tenant)) if !tenant.trim().is_empty() => Some(format!(
+                "https://login.microsoftonline.com/{}/v2.0",
+                tenant.trim()
+            )),
+            _ => None,
+        };
+        if self.use_passthrough_auth && self.disable_auth {
+            return Err(ConfigError::new(
+                "DISABLE_AUTH",
+                "USE_PASSTHROUGH_AUTH and DISABLE_AUTH are both true; choose one",
+            ));
+        }
+        let kind = if self.disable_auth {
+            PlanKind::Disabled { default_roles }
+        } else if self.use_passthrough_auth {
+            PlanKind::Passthrough { default_roles }
+        } else {
+            let Some(issuer) = issuer else {
+                return Err(ConfigError::new(
+                    "AUTH_ISSUER",
+                    "no token issuer configured: set AUTH_ISSUER (or AAD_TENANT_ID) and MCP_API_AUDIENCE to verify \
+                     tokens, or for local development only USE_PASSTHROUGH_AUTH=true or DISABLE_AUTH=true",
+                ));
+            };
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(ConfigError::new(
+                    "AUTH_ISSUER",
+                    format!("{issuer:?} is not an http(s) URL"),
+                ));
+            }
+            if audiences.is_empty() {
+                return Err(ConfigError::new(
+                    "MCP_API_AUDIENCE",
+                    "set the audience(s) tokens must be issued for, e.g. api://contoso-mcp",
+                ));
+            }
+            let allowed = non_empty(&self.allowed_tenants);
+            PlanKind::Jwt {
+                settings: VerifierSettings {
+                    issuer,
+                    audiences: audiences.clone(),
+                    allowed_tenants: (!allowed.is_empty()).then(|| allowed.into_iter().collect()),
+                    leeway: Duration::from_secs(self.auth_leeway_secs),
+                },
+                jwks_uri: self.auth_jwks_uri.clone().filter(|u| !u.trim().is_empty()),
+            }
+        };
+        let scopes = match non_empty(&self.auth_scopes) {
+            scopes if !scopes.is_empty() => scopes,
+            _ => audiences
+                .first()
+                .map(|a| vec![format!("{a}/.default")])
+                .unwrap_or_default(),
+        };
+        Ok(AuthPlan {
+            kind,
+            policy,
+            public_base_url: self
+                .public_base_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            scopes,
+        })
+    }
+}
+
+impl AuthPlan {
+    /// Builds the mode: for JWT, discovers the JWKS URI, loads the keys and starts their
+    /// background refresh. Fails (naming the setting) when the issuer cannot be reached.
+    pub async fn build(&self, http: reqwest::Client) -> Result<AuthMode, ConfigError> {
+        match &self.kind {
+            PlanKind::Disabled { default_roles } => {
+                tracing::warn!(roles = ?default_roles, "DISABLE_AUTH=true: authentication is OFF, every request is accepted. Development only!");
+                Ok(AuthMode::Disabled {
+                    roles: default_roles.clone(),
+                })
+            }
+            PlanKind::Passthrough { default_roles } => {
+                tracing::warn!(
+                    "USE_PASSTHROUGH_AUTH=true: token signatures are NOT checked, any well-formed token is accepted. Development only!"
+                );
+                Ok(AuthMode::Passthrough {
+                    default_roles: default_roles.clone(),
+                })
+            }
+            PlanKind::Jwt { settings, jwks_uri } => {
+                let uri = match jwks_uri {
+                    Some(uri) => uri.clone(),
+                    None => discover(&http, &settings.issuer)
+                        .await
+                        .map_err(|e| ConfigError::new("AUTH_ISSUER", e))?,
+                };
+                let jwks = Arc::new(Jwks::new(http, uri));
+                let count = jwks
+                    .refresh()
+                    .await
+                    .map_err(|e| ConfigError::new("AUTH_JWKS_URI", e))?;
+                jwks.spawn_refresh();
+                tracing::info!(issuer = %settings.issuer, audiences = ?settings.audiences, keys = count, "verifying bearer tokens");
+                Ok(AuthMode::Jwt(Arc::new(JwtVerifier::new(
+                    settings.clone(),
+                    jwks,
+                ))))
+            }
+        }
+    }
+}

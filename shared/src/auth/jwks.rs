@@ -1,0 +1,254 @@
+//! The issuer's signing keys: OIDC discovery, the JWKS cache and its refresh policy.
+//!
+//! Written over `jsonwebtoken`'s JWK types rather than with `jwks_client_rs`, which re-fetches
+//! on every unknown `kid` (a flood of random kids would become a flood of fetches), has no
+//! background refresh, and validates keys without an `alg` member as HS256 (Entra publishes its
+//! keys without `alg`, so its tokens would be refused).
+//!
+//! Policy: keys are loaded at start and refreshed in the background; an unknown `kid` triggers
+//! at most one fetch per [`Jwks::MIN_REFETCH`] (concurrent callers wait for the same fetch);
+//! when a fetch fails, the last good keys stay in use.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey,
+    jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse},
+};
+use serde::Deserialize;
+
+use super::AuthError;
+
+/// One usable verification key.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub key: DecodingKey,
+    /// The algorithm the issuer pinned for this key, if it published one.
+    pub algorithm: Option<Algorithm>,
+    /// The key family, to refuse a token whose `alg` does not fit the key (e.g. ES256 on RSA).
+    pub family: KeyFamily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    Ec,
+}
+
+type KeyMap = HashMap<String, SigningKey>;
+
+/// The signing keys of one issuer.
+pub struct Jwks {
+    uri: String,
+    http: reqwest::Client,
+    keys: RwLock<Arc<KeyMap>>,
+    /// Serialises fetches and remembers when the last one started, for the rate limit.
+    fetch: tokio::sync::Mutex<Option<Instant>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwks")
+            .field("uri", &self.uri)
+            .field("keys", &self.key_count())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// Finds the JWKS URI of `issuer` by OIDC discovery, checking the document names the same issuer.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let response = http
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("fetching {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("fetching {url}: HTTP {}", response.status()));
+    }
+    let doc: Discovery = response
+        .json()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    if doc.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(format!(
+            "{url} names issuer {:?}, expected {issuer:?}",
+            doc.issuer
+        ));
+    }
+    Ok(doc.jwks_uri)
+}
+
+impl Jwks {
+    /// Smallest interval between two fetches triggered by unknown key ids.
+    pub const MIN_REFETCH: Duration = Duration::from_secs(10);
+    /// Interval of the background refresh.
+    pub const REFRESH: Duration = Duration::from_secs(300);
+
+    pub fn new(http: reqwest::Client, uri: String) -> Self {
+        Jwks {
+            uri,
+            http,
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            fetch: tokio::sync::Mutex::new(None),
+            fetches: Default::default(),
+        }
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// How many fetches were attempted (for tests of the rate limit and for `/readyz`).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> Arc<KeyMap> {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// Fetches the key set now and replaces the cached keys; on failure the old keys stay.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let mut last = self.fetch.lock().await;
+        *last = Some(Instant::now());
+        self.fetch_and_store().await
+    }
+
+    async fn fetch_and_store(&self) -> Result<usize, String> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let response = self
+            .http
+            .get(&self.uri)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("fetching {}: {e}", self.uri))?;
+        if !response.status().is_success() {
+            return Err(format!("fetching {}: HTTP {}", self.uri, response.status()));
+        }
+        let set: JwkSet = response
+            .json()
+            .await
+            .map_err(|e| format!("reading {}: {e}", self.uri))?;
+        let keys = parse(set);
+        if keys.is_empty() {
+            return Err(format!("{} holds no usable signing key", self.uri));
+        }
+        let count = keys.len();
+        if let Ok(mut slot) = self.keys.write() {
+            *slot = Arc::new(keys);
+        }
+        Ok(count)
+    }
+
+    /// The key with this id, fetching the key set once more if it is unknown and the last fetch
+    /// is older than [`Self::MIN_REFETCH`].
+    pub async fn key(&self, kid: &str) -> Result<SigningKey, AuthError> {
+        if let Some(key) = self.snapshot().get(kid) {
+            return Ok(key.clone());
+        }
+        {
+            let mut last = self.fetch.lock().await;
+            // Another caller may have fetched while we waited for the lock.
+            if let Some(key) = self.snapshot().get(kid) {
+                return Ok(key.clone());
+            }
+            let due = last.is_none_or(|at| at.elapsed() >= Self::MIN_REFETCH);
+            if due {
+                *last = Some(Instant::now());
+                if let Err(error) = self.fetch_and_store().await {
+                    tracing::warn!(%error, "JWKS re-fetch for an unknown key id failed; keeping the cached keys");
+                }
+            }
+        }
+        match self.snapshot().get(kid) {
+            Some(key) => Ok(key.clone()),
+            None if self.key_count() == 0 => Err(AuthError::KeysUnavailable),
+            None => Err(AuthError::UnknownKid(kid.chars().take(64).collect())),
+        }
+    }
+
+    /// Refreshes every [`Self::REFRESH`] (every 10 s while no key is loaded) until dropped.
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let jwks = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let wait = match jwks.upgrade() {
+                    Some(j) if j.key_count() > 0 => Self::REFRESH,
+                    Some(_) => Self::MIN_REFETCH,
+                    None => return,
+                };
+                tokio::time::sleep(wait).await;
+                let Some(j) = jwks.upgrade() else { return };
+                match j.refresh().await {
+                    Ok(count) => tracing::debug!(count, "JWKS refreshed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "JWKS refresh failed; keeping the cached keys")
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Keeps the signature keys this verifier can use; skips encryption keys, keys without `kid`
+/// and key types it does not accept.
+fn parse(set: JwkSet) -> KeyMap {
+    let mut keys = HashMap::new();
+    for jwk in set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => KeyFamily::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => KeyFamily::Ec,
+            _ => continue,
+        };
+        let algorithm = match jwk.common.key_algorithm {
+            None => None,
+            Some(KeyAlgorithm::RS256) => Some(Algorithm::RS256),
+            Some(KeyAlgorithm::PS256) => Some(Algorithm::PS256),
+            Some(KeyAlgorithm::ES256) => Some(Algorithm::ES256),
+            // A key pinned to an algorithm we do not accept cannot verify anything we accept.
+            Some(_) => continue,
+        };
+        match DecodingKey::from_jwk(&jwk) {
+            Ok(key) => {
+                keys.insert(
+                    kid,
+                    SigningKey {
+                        key,
+                        algorithm,
+                        family,
+                    },
+                );
+            }
+            Err(error) => tracing::warn!(%error, kid, "skipping an unusable JWKS key"),
+        }
+    }
+    keys
+}
