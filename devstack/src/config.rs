@@ -13,8 +13,12 @@ use crate::idp::{self, IdpConfig, KeySource, defaults};
 #[derive(Debug, Parser)]
 #[command(name = "devstack", version, about)]
 pub struct Cli {
+    /// What to run; with none, the whole local stack.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +92,32 @@ impl TokenArgs {
     }
 }
 
+/// `devstack` with no subcommand: the identity provider and the services wired to it.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Identity provider address (its issuer URL is `http://` + this).
+    #[arg(long, env = "IDP_BIND_ADDR", default_value = "127.0.0.1:4444")]
+    pub idp_bind: SocketAddr,
+
+    /// Tools service address.
+    #[arg(long, env = "TOOLS_BIND_ADDR", default_value = "127.0.0.1:8001")]
+    pub tools_bind: SocketAddr,
+
+    /// Tools service database.
+    #[arg(long, env = "DB_PATH", default_value = "data/contoso.db")]
+    pub db_path: PathBuf,
+
+    /// Lifetime of the sample tokens printed at start, in seconds.
+    #[arg(long, default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub token_lifetime_secs: u64,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
 /// `devstack idp`.
 #[derive(Debug, Clone, Args)]
 pub struct IdpArgs {
@@ -152,7 +182,7 @@ mod tests {
             "/tmp/x",
         ])
         .expect("parses");
-        let Command::Token(args) = cli.command else {
+        let Some(Command::Token(args)) = cli.command else {
             panic!("token subcommand");
         };
         assert_eq!(args.roles, ["query", "security"]);
@@ -165,6 +195,18 @@ mod tests {
         assert!(
             Cli::try_parse_from(["devstack", "token", "--tenant", "x", "--lifetime-secs", "0"])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn no_subcommand_runs_the_stack_on_the_documented_ports() {
+        let cli = Cli::try_parse_from(["devstack"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.stack.idp_bind.to_string(), "127.0.0.1:4444");
+        assert_eq!(cli.stack.tools_bind.to_string(), "127.0.0.1:8001");
+        assert_eq!(
+            cli.stack.data.key_file(),
+            PathBuf::from("data/devstack/idp-signing-key.pem")
         );
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`idp`]: the development OpenID Connect identity provider, which signs real RS256 tokens
 //!   for the development tenants and clients; tests spawn it on `127.0.0.1:0`.
+//! - [`stack`]: `devstack` with no arguments: the identity provider and the tools service
+//!   wired to it, authentication on, on fixed ports;
 //! - [`config`]: the `devstack` command line.
 //!
 //! [`token`] and [`run_idp`] are what the `devstack token` and `devstack idp` subcommands do.
@@ -9,6 +11,7 @@
 pub mod config;
 mod error;
 pub mod idp;
+pub mod stack;
 
 use std::future::Future;
 

@@ -9,12 +9,20 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Token(args) => {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            shared::telemetry::init(&cli.stack.telemetry)?;
+            let stack = devstack::stack::start(cli.stack).await?;
+            writeln!(std::io::stdout(), "{}", stack.banner()).context("writing to stdout")?;
+            shared::http::shutdown_signal().await;
+            stack.stop().await?;
+        }
+        Some(Command::Token(args)) => {
             let token = devstack::token(&args)?;
             writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
         }
-        Command::Idp(args) => {
+        Some(Command::Idp(args)) => {
             shared::telemetry::init(&args.telemetry)?;
             let listener = TcpListener::bind(args.bind)
                 .await

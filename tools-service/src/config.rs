@@ -85,6 +85,14 @@ pub struct EmbeddingConfig {
 const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
 
 impl Config {
+    /// Parses a configuration from flags (without the program name), with environment
+    /// fallbacks for the flags not given: how `devstack` configures an in-process service.
+    pub fn try_parse_from_args(
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Self, clap::Error> {
+        Config::try_parse_from(std::iter::once("tools-service".to_owned()).chain(args))
+    }
+
     /// Checks the settings that parse but do not make sense together, and returns the
     /// authentication plan.
     pub fn validate(&self) -> Result<AuthPlan, ConfigError> {
@@ -104,6 +112,17 @@ impl Config {
             ));
         }
         let plan = self.auth.plan()?;
+        let catalog = crate::tools::Catalog::new();
+        if let Some(unknown) = plan
+            .policy
+            .tools_named()
+            .find(|t| !catalog.names().any(|n| n == *t))
+        {
+            return Err(ConfigError::new(
+                "ROLE_POLICY_FILE",
+                format!("it names the tool {unknown:?}, which this service does not have"),
+            ));
+        }
         let unverified = !matches!(plan.kind, PlanKind::Jwt { .. });
         if unverified && !self.bind_addr.ip().is_loopback() && !self.allow_open_network {
             return Err(ConfigError::new(
@@ -240,6 +259,17 @@ mod tests {
                 .variable,
             "SEED_CUSTOMER_COUNT"
         );
+    }
+
+    #[test]
+    fn a_role_policy_naming_an_unknown_tool_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "[tools]\nrefund_everything = [\"billing\"]\n").expect("write");
+        let c = parse(&["--role-policy-file", path.to_str().expect("UTF-8 path")]);
+        let err = c.validate().expect_err("unknown tool");
+        assert_eq!(err.variable, "ROLE_POLICY_FILE");
+        assert!(err.message.contains("refund_everything"), "{}", err.message);
     }
 
     #[test]

@@ -69,16 +69,6 @@ pub async fn run(
         index: Arc::new(index),
         troubleshoot_step: config.troubleshoot_step(),
     });
-    let catalog = tools::Catalog::new();
-    if let Some(unknown) = plan
-        .policy
-        .tools_named()
-        .find(|t| !catalog.names().any(|n| n == *t))
-    {
-        anyhow::bail!(
-            "invalid ROLE_POLICY_FILE: it names the tool {unknown:?}, which this service does not have"
-        );
-    }
     let mode = plan.build(reqwest::Client::new()).await?;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: tools are reachable from the network without verified tokens");
