@@ -14,32 +14,6 @@ use serde_json::{Value, json};
 /// An id no seeded entity has (ids are small: 29 customers, a few thousand rows at most).
 const MISSING: i64 = 99999;
 
-async fn payments(c: &Client, invoice_id: i64) -> Value {
-    ok(c, "get_invoice_payments", json!({"invoice_id": invoice_id})).await
-}
-
-async fn tickets(c: &Client, customer_id: i64) -> Value {
-    ok(
-        c,
-        "get_support_tickets",
-        json!({"customer_id": customer_id}),
-    )
-    .await
-}
-
-async fn security_log(c: &Client, customer_id: i64) -> Value {
-    ok(c, "get_security_logs", json!({"customer_id": customer_id})).await
-}
-
-async fn subscription(c: &Client, subscription_id: i64) -> Value {
-    ok(
-        c,
-        "get_subscription_detail",
-        json!({"subscription_id": subscription_id}),
-    )
-    .await
-}
-
 /// Asserts that `message` contains every one of `words`, showing the message when it does not.
 fn says(message: &str, words: &[&str]) {
     for word in words {
@@ -464,52 +438,6 @@ async fn customer_list_refuses_bad_limits_and_foreign_cursors() {
         page["next_cursor"].is_null(),
         "29 customers fit in one page"
     );
-}
-
-/// Valid arguments for every tool, so the only fault in a call is the one a test adds.
-async fn valid_calls(c: &Client) -> Vec<(&'static str, Value)> {
-    let sub = first_subscription(c, 251).await;
-    let mobile = first_subscription(c, 253).await;
-    let invoice = latest_invoice(c, 251).await;
-    vec![
-        ("get_all_customers", json!({})),
-        ("get_customer_detail", json!({"customer_id": 251})),
-        ("get_subscription_detail", json!({"subscription_id": sub})),
-        ("get_invoice_payments", json!({"invoice_id": invoice})),
-        ("pay_invoice", json!({"invoice_id": invoice, "amount": 1})),
-        ("get_data_usage", json!({"subscription_id": sub})),
-        ("get_promotions", json!({})),
-        ("get_eligible_promotions", json!({"customer_id": 251})),
-        ("search_knowledge_base", json!({"query": "roaming"})),
-        ("get_security_logs", json!({"customer_id": 254})),
-        ("get_customer_orders", json!({"customer_id": 256})),
-        ("get_support_tickets", json!({"customer_id": 251})),
-        (
-            "create_support_ticket",
-            json!({"customer_id": 251, "category": "billing", "subject": "Bill", "description": "Too high"}),
-        ),
-        ("get_products", json!({})),
-        ("get_product_detail", json!({"product_id": 1})),
-        (
-            "update_subscription",
-            json!({"subscription_id": mobile, "updates": {"roaming_enabled": true}}),
-        ),
-        ("unlock_account", json!({"customer_id": 254})),
-        ("get_billing_summary", json!({"customer_id": 251})),
-        ("trouble_shoot_device", json!({"customer_id": 251})),
-    ]
-}
-
-/// What the four writes could change, read back through the tools.
-async fn writable_state(c: &Client) -> Value {
-    let invoice = latest_invoice(c, 251).await;
-    let mobile = first_subscription(c, 253).await;
-    json!({
-        "payments": payments(c, invoice).await,
-        "tickets": tickets(c, 251).await,
-        "subscription": subscription(c, mobile).await,
-        "security_log": security_log(c, 254).await,
-    })
 }
 
 #[tokio::test]

@@ -104,12 +104,7 @@ async fn documents_are_embedded_once_and_search_blends_both_rankings() {
         vec![17],
         "all documents in one batch"
     );
-    let ready: Value = reqwest::get(server.http("/readyz"))
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let ready = server.readyz().await;
     assert_eq!(ready["search"], "hybrid");
 
     let c = server.client().await;
@@ -163,12 +158,7 @@ async fn an_unreachable_embedding_service_at_start_leaves_search_lexical() {
         ("AZURE_OPENAI_API_KEY", "test-key"),
     ])
     .await;
-    let ready: Value = reqwest::get(server.http("/readyz"))
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let ready = server.readyz().await;
     assert_eq!(ready["search"], "lexical");
     let c = server.client().await;
     let hits = ok(

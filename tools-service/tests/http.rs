@@ -7,7 +7,6 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -56,19 +55,6 @@ fn tool_call(id: u32, name: &str, arguments: Value, progress_token: Option<&str>
         params["_meta"] = json!({"progressToken": token});
     }
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
-}
-
-/// Polls the process output until a line contains `needle` (output is read asynchronously).
-async fn wait_for_log(server: &Server, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.logs().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no log line contains {needle:?}:\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -352,24 +338,6 @@ async fn a_restart_keeps_the_data_and_force_seed_wipes_it() {
     assert!(!ticket_subjects(&c, 251).await.iter().any(|s| s == SUBJECT));
     let payments = ok(&c, "get_invoice_payments", json!({"invoice_id": invoice})).await;
     assert_eq!(money(&payments["invoice"]["outstanding"]), 10000);
-}
-
-/// Runs the binary to completion with only `env` set (and a database path in `dir`).
-async fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tools-service"));
-    command
-        .env_clear()
-        .env("DB_PATH", dir.join("contoso.db"))
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .args(args)
-        .kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    tokio::time::timeout(Duration::from_secs(20), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{env:?} {args:?}: the binary kept running"))
-        .expect("run tools-service")
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Interop with third-party MCP peers, against the real binary:
-//! - the official Python SDK (`mcp`) as a client: `tools-service/tests/interop/python_client.py`;
+//! - the official Python SDK (`mcp`) as a client: `tools-service/tests/interop/python_client.py`,
+//!   against a service that verifies tokens, with a real one from a development identity provider;
 //! - the official conformance suite (`@modelcontextprotocol/conformance`): `scripts/conformance.sh`,
-//!   which compares the outcome with `scripts/interop/conformance-expected-failures.txt`.
+//!   which compares the outcome with `scripts/interop/conformance-expected-failures.txt`. The
+//!   suite cannot send tokens, so it runs against `DISABLE_AUTH=true`.
 //!
 //! The peers live in `<repo>/.interop/`, installed by `scripts/setup-interop.sh`. These tests are
 //! ignored by a plain `cargo test`; `scripts/test.sh` installs the peers and runs them with
@@ -15,7 +17,8 @@ use std::{
     time::Duration,
 };
 
-use common::Server;
+use common::{Server, jwt_auth};
+use devstack::idp::{IdpConfig, TokenSpec, defaults};
 use tokio::process::Command;
 
 /// Both peers finish in seconds; this only stops a hung peer from hanging the test run.
@@ -75,10 +78,18 @@ async fn python_sdk_client() {
     let root = repo_root();
     let python = root.join(".interop/venv/bin/python");
     require_peer(&python);
-    let server = Server::start_with(&[]).await;
+    let idp = devstack::idp::spawn(IdpConfig::default())
+        .await
+        .expect("identity provider starts");
+    let server = Server::start_with(&jwt_auth(idp.url())).await;
+    let token = idp.idp.mint(&TokenSpec::new(
+        defaults::CONTOSO,
+        defaults::ROLES,
+        "python-sdk",
+    ));
     let client = root.join("tools-service/tests/interop/python_client.py");
     let client = client.to_str().expect("utf-8 path");
-    run_peer(&server, &python, &[client, &server.url()]).await;
+    run_peer(&server, &python, &[client, &server.url(), &token]).await;
 }
 
 #[tokio::test]

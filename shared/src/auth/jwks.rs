@@ -128,9 +128,11 @@ impl Jwks {
     }
 
     /// Fetches the key set now and replaces the cached keys; on failure the old keys stay.
+    ///
+    /// Scheduled refreshes (start-up, background) do not count against the re-fetch limit,
+    /// which only bounds fetches that callers can trigger with unknown key ids.
     pub async fn refresh(&self) -> Result<usize, String> {
-        let mut last = self.fetch.lock().await;
-        *last = Some(Instant::now());
+        let _serialised = self.fetch.lock().await;
         self.fetch_and_store().await
     }
 

@@ -148,9 +148,11 @@ fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
         return Err(AuthError::MalformedHeader);
     }
     let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::MalformedHeader);
+        // Another scheme (Basic, ...) carries no bearer token: the challenge then has no error
+        // code (RFC 6750 §3.1).
+        return Err(AuthError::MissingToken);
     }
     let token = token.trim();
     if token.is_empty() {
@@ -219,8 +221,9 @@ mod tests {
         assert_eq!(bearer(&headers(&[])), Err(AuthError::MissingToken));
         assert_eq!(
             bearer(&headers(&["Basic abc"])),
-            Err(AuthError::MalformedHeader)
+            Err(AuthError::MissingToken)
         );
+        assert_eq!(bearer(&headers(&["Basic"])), Err(AuthError::MissingToken));
         assert_eq!(
             bearer(&headers(&["Bearer "])),
             Err(AuthError::MalformedHeader)

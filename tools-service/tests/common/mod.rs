@@ -4,15 +4,16 @@
 
 use std::{
     net::SocketAddr,
+    path::Path,
     process::Stdio,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion},
-    service::{ClientLifecycleMode, ClientServiceExt, RunningService},
+    service::{ClientInitializeError, ClientLifecycleMode, ClientServiceExt, RunningService},
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
     },
@@ -115,6 +116,16 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/readyz` body.
+    pub async fn readyz(&self) -> Value {
+        reqwest::get(self.http("/readyz"))
+            .await
+            .expect("GET /readyz")
+            .json()
+            .await
+            .expect("/readyz answers JSON")
+    }
+
     pub fn logs(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
     }
@@ -148,13 +159,37 @@ impl Server {
 
     /// An MCP client (2025-11-25) that sends `Authorization: Bearer <token>`.
     pub async fn client_with_token(&self, token: &str) -> Client {
+        self.try_client_with_token(token)
+            .await
+            .expect("MCP client connects with a token")
+    }
+
+    /// Connects an MCP client (2025-11-25) that sends `Authorization: Bearer <token>`, returning
+    /// the error when the service refuses it.
+    pub async fn try_client_with_token(
+        &self,
+        token: &str,
+    ) -> Result<Client, ClientInitializeError> {
         let config = StreamableHttpClientTransportConfig::with_uri(self.url()).auth_header(token);
         let transport = StreamableHttpClientTransport::from_config(config);
         ClientConfig::default()
             .with_protocol_version(ProtocolVersion::V_2025_11_25)
             .serve(transport)
             .await
-            .expect("MCP client connects with a token")
+    }
+
+    /// An MCP client speaking the 2026-07-28 protocol that sends `Authorization: Bearer <token>`.
+    pub async fn client_2026_with_token(&self, token: &str) -> Client {
+        let config = StreamableHttpClientTransportConfig::with_uri(self.url()).auth_header(token);
+        ClientConfig::default()
+            .serve_with_lifecycle(
+                StreamableHttpClientTransport::from_config(config),
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+            .expect("MCP client connects with a token (2026-07-28)")
     }
 
     /// An MCP client speaking the 2026-07-28 protocol (discover, no session).
@@ -172,6 +207,16 @@ impl Server {
             .await
             .expect("MCP client connects (2026-07-28)")
     }
+}
+
+/// The settings that make the service verify bearer tokens of `issuer` issued for
+/// `api://contoso-mcp` (overriding the harness's `DISABLE_AUTH=true`).
+pub fn jwt_auth(issuer: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("DISABLE_AUTH", "false"),
+        ("AUTH_ISSUER", issuer),
+        ("MCP_API_AUDIENCE", "api://contoso-mcp"),
+    ]
 }
 
 pub fn params(name: &str, args: Value) -> CallToolRequestParams {
@@ -276,4 +321,108 @@ pub fn raw_mcp_post(server: &Server, body: impl Into<String>) -> reqwest::Reques
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
         .body(body.into())
+}
+
+/// Read-backs of what the writes change, for asserting that a refused write changed nothing.
+pub async fn payments(c: &Client, invoice_id: i64) -> Value {
+    ok(c, "get_invoice_payments", json!({"invoice_id": invoice_id})).await
+}
+
+pub async fn tickets(c: &Client, customer_id: i64) -> Value {
+    ok(
+        c,
+        "get_support_tickets",
+        json!({"customer_id": customer_id}),
+    )
+    .await
+}
+
+pub async fn security_log(c: &Client, customer_id: i64) -> Value {
+    ok(c, "get_security_logs", json!({"customer_id": customer_id})).await
+}
+
+pub async fn subscription(c: &Client, subscription_id: i64) -> Value {
+    ok(
+        c,
+        "get_subscription_detail",
+        json!({"subscription_id": subscription_id}),
+    )
+    .await
+}
+
+/// Valid arguments for every tool, so the only fault in a call is the one a test adds.
+pub async fn valid_calls(c: &Client) -> Vec<(&'static str, Value)> {
+    let sub = first_subscription(c, 251).await;
+    let mobile = first_subscription(c, 253).await;
+    let invoice = latest_invoice(c, 251).await;
+    vec![
+        ("get_all_customers", json!({})),
+        ("get_customer_detail", json!({"customer_id": 251})),
+        ("get_subscription_detail", json!({"subscription_id": sub})),
+        ("get_invoice_payments", json!({"invoice_id": invoice})),
+        ("pay_invoice", json!({"invoice_id": invoice, "amount": 1})),
+        ("get_data_usage", json!({"subscription_id": sub})),
+        ("get_promotions", json!({})),
+        ("get_eligible_promotions", json!({"customer_id": 251})),
+        ("search_knowledge_base", json!({"query": "roaming"})),
+        ("get_security_logs", json!({"customer_id": 254})),
+        ("get_customer_orders", json!({"customer_id": 256})),
+        ("get_support_tickets", json!({"customer_id": 251})),
+        (
+            "create_support_ticket",
+            json!({"customer_id": 251, "category": "billing", "subject": "Bill", "description": "Too high"}),
+        ),
+        ("get_products", json!({})),
+        ("get_product_detail", json!({"product_id": 1})),
+        (
+            "update_subscription",
+            json!({"subscription_id": mobile, "updates": {"roaming_enabled": true}}),
+        ),
+        ("unlock_account", json!({"customer_id": 254})),
+        ("get_billing_summary", json!({"customer_id": 251})),
+        ("trouble_shoot_device", json!({"customer_id": 251})),
+    ]
+}
+
+/// What the four writes could change, read back through the tools.
+pub async fn writable_state(c: &Client) -> Value {
+    let invoice = latest_invoice(c, 251).await;
+    let mobile = first_subscription(c, 253).await;
+    json!({
+        "payments": payments(c, invoice).await,
+        "tickets": tickets(c, 251).await,
+        "subscription": subscription(c, mobile).await,
+        "security_log": security_log(c, 254).await,
+    })
+}
+
+/// Runs the binary to completion with only `env` set (and a database path in `dir`).
+pub async fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tools-service"));
+    command
+        .env_clear()
+        .env("DB_PATH", dir.join("contoso.db"))
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .args(args)
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    tokio::time::timeout(Duration::from_secs(20), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{env:?} {args:?}: the binary kept running"))
+        .expect("run tools-service")
+}
+
+/// Polls the process output until a line contains `needle` (output is read asynchronously).
+pub async fn wait_for_log(server: &Server, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.logs().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line contains {needle:?}:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
