@@ -42,6 +42,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let plan = config.validate()?;
+    // Reach the token issuer before touching the database: an unreachable issuer is a
+    // configuration error, and nothing should be created or seeded for a service that won't run.
+    let mode = plan.build(reqwest::Client::new()).await?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&config.db_path).await.with_context(|| {
             format!(
@@ -69,7 +72,6 @@ pub async fn run(
         index: Arc::new(index),
         troubleshoot_step: config.troubleshoot_step(),
     });
-    let mode = plan.build(reqwest::Client::new()).await?;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: tools are reachable from the network without verified tokens");
     }
