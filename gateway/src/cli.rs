@@ -1,0 +1,149 @@
+//! The `gateway` command line: its subcommands and settings (each a flag with an environment
+//! variable fallback), and what each subcommand does, as functions the binary calls and tests
+//! can call too.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{Config, Error, apim};
+
+/// Exit status of `gateway run` after a valid configuration: there is no proxy to start yet.
+pub const RUN_NOT_BUILT_EXIT_CODE: u8 = 2;
+
+/// The platform's edge: routes, tenant allow-lists and rate limits from one TOML file, enforced
+/// locally and rendered as Azure API Management policy for production.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the Azure API Management policy of each route, `<route name>.policy.xml`.
+    RenderApim(RenderApimArgs),
+    /// Validate the configuration and print its routes. The proxy itself is not built yet:
+    /// after a valid configuration this says so and exits with status 2 (1 for an invalid one).
+    Run(RunArgs),
+}
+
+/// The configuration file every subcommand reads.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The gateway configuration (TOML).
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderApimArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Folder to write the policies into, created if missing [default: `policies` beside the
+    /// configuration file, so `--config apim/gateway.toml` writes `apim/policies/`].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl RenderApimArgs {
+    /// Where the policies go: `--out`, or `policies` beside the configuration file.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            self.config
+                .config
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("policies")
+        })
+    }
+}
+
+/// `gateway render-apim`: validates the configuration, then writes one policy per route.
+/// Returns the files written, in route order.
+pub fn render_apim(args: &RenderApimArgs) -> Result<Vec<PathBuf>, Error> {
+    let config = Config::load(&args.config.config)?;
+    let out_dir = args.out_dir();
+    std::fs::create_dir_all(&out_dir).map_err(|source| Error::Write {
+        path: out_dir.clone(),
+        source,
+    })?;
+    apim::render_all(&config)
+        .into_iter()
+        .map(|(name, xml)| {
+            let path = out_dir.join(name);
+            std::fs::write(&path, xml).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// One line saying what the gateway would serve: address, and each route's prefix, upstreams,
+/// tenant count and rate limit.
+pub fn summary(config: &Config) -> String {
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .map(|route| {
+            let limit = route.rate_limit_per_minute.map_or_else(
+                || "no rate limit".to_owned(),
+                |n| format!("{n}/min per tenant"),
+            );
+            format!(
+                "{} {} -> {} ({} tenants, {limit})",
+                route.name,
+                route.prefix,
+                route.upstreams.join(", "),
+                route.allowed_tenants.len()
+            )
+        })
+        .collect();
+    format!(
+        "{} routes on {} ({}): {}",
+        config.routes.len(),
+        config.listen,
+        config.public_base_url,
+        routes.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn policies_go_beside_the_configuration_by_default() {
+        let args = |out: Option<&str>| RenderApimArgs {
+            config: ConfigArgs {
+                config: PathBuf::from("apim/gateway.toml"),
+            },
+            out: out.map(PathBuf::from),
+        };
+        assert_eq!(args(None).out_dir(), PathBuf::from("apim/policies"));
+        assert_eq!(args(Some("/tmp/x")).out_dir(), PathBuf::from("/tmp/x"));
+        let bare = RenderApimArgs {
+            config: ConfigArgs {
+                config: PathBuf::from("gateway.toml"),
+            },
+            out: None,
+        };
+        assert_eq!(bare.out_dir(), PathBuf::from("policies"));
+    }
+}

@@ -1,0 +1,24 @@
+//! The platform's edge, configured from one TOML file.
+//!
+//! - [`config`]: the configuration file, parsed (unknown keys refused) and validated into a
+//!   [`Config`], with errors that name the key;
+//! - [`routing`]: which route a request path belongs to, the path its upstream sees, and where
+//!   each route's OAuth metadata lives;
+//! - [`policy`]: the rules both edges apply the same way: the identity headers a client may not
+//!   supply, and the refusals (status, code, message) callers get;
+//! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML
+//!   document per route, so production and the local gateway cannot drift;
+//! - [`cli`]: the `gateway` command line (`render-apim`, `run`).
+//!
+//! The local proxy itself (pingora) comes next; `gateway run` validates its configuration today.
+
+pub mod apim;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod policy;
+pub mod routing;
+mod xml;
+
+pub use config::Config;
+pub use error::{ConfigError, Error};
