@@ -8,9 +8,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{Config, Error, apim};
 
-/// Exit status of `gateway run` after a valid configuration: there is no proxy to start yet.
-pub const RUN_NOT_BUILT_EXIT_CODE: u8 = 2;
-
 /// The platform's edge: routes, tenant allow-lists and rate limits from one TOML file, enforced
 /// locally and rendered as Azure API Management policy for production.
 #[derive(Debug, Parser)]
@@ -24,8 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Write the Azure API Management policy of each route, `<route name>.policy.xml`.
     RenderApim(RenderApimArgs),
-    /// Validate the configuration and print its routes. The proxy itself is not built yet:
-    /// after a valid configuration this says so and exits with status 2 (1 for an invalid one).
+    /// Validate the configuration, print its routes, and run the proxy on `listen` until Ctrl-C
+    /// or SIGTERM (exit status 1 for an invalid configuration or an unreachable issuer).
     Run(RunArgs),
 }
 
@@ -51,6 +48,8 @@ pub struct RenderApimArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub telemetry: shared::config::TelemetryArgs,
 }
 
 impl RenderApimArgs {

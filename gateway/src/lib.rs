@@ -8,17 +8,19 @@
 //!   supply, and the refusals (status, code, message) callers get;
 //! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML
 //!   document per route, so production and the local gateway cannot drift;
+//! - [`proxy`]: the local edge itself, a pingora proxy applying the same rules on live traffic,
+//!   and [`run`], which serves it on a listener;
 //! - [`cli`]: the `gateway` command line (`render-apim`, `run`).
-//!
-//! The local proxy itself (pingora) comes next; `gateway run` validates its configuration today.
 
 pub mod apim;
 pub mod cli;
 pub mod config;
 mod error;
 pub mod policy;
+pub mod proxy;
 pub mod routing;
 mod xml;
 
 pub use config::Config;
 pub use error::{ConfigError, Error};
+pub use proxy::run;

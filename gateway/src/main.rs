@@ -32,13 +32,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             let config = Config::load(&args.config.config)?;
             writeln!(stdout, "{}", cli::summary(&config)).context("writing to stdout")?;
-            eprintln!(
-                "gateway run: the configuration is valid, but the proxy is not built yet, so nothing \
-                 is listening (exit status {}). `gateway render-apim` renders the production \
-                 policy from this configuration meanwhile.",
-                cli::RUN_NOT_BUILT_EXIT_CODE
-            );
-            Ok(ExitCode::from(cli::RUN_NOT_BUILT_EXIT_CODE))
+            drop(stdout);
+            shared::telemetry::init(&args.telemetry)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
+                gateway::run(config, listener, shared::http::shutdown_signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The rules both edges apply the same way, written once: the request headers a client may not
 //! supply (they carry identity a backend might trust), the headers the edge sets instead, and
-//! the refusals callers get (status, error code, message). The API Management renderer uses
-//! them today and the local proxy will, so a 403 reads the same in Azure and on a laptop.
+//! the refusals callers get (status, error code, message). The API Management renderer and the
+//! local proxy both use them, so a 403 reads the same in Azure and on a laptop.
 
 /// Request headers removed before a request is forwarded, whatever their value: each says who
 /// the caller is or where the request came from, and only the edge may say that. (`X-MS-CLIENT-*`

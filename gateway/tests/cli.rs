@@ -1,5 +1,6 @@
 //! The `gateway` binary as a person runs it: `render-apim` writes the policies, `run` validates
-//! and says the proxy is not built yet, and a bad configuration fails naming the key.
+//! and refuses to start without its token issuer, and a bad configuration fails naming the key.
+//! (`tests/proxy.rs` runs the proxy itself.)
 
 use std::{
     fs,
@@ -127,32 +128,38 @@ fn a_missing_configuration_file_is_named() {
 }
 
 #[test]
-fn run_validates_summarises_and_exits_2_until_the_proxy_exists() {
-    let config = example_config();
+fn run_validates_summarises_and_fails_naming_an_unreachable_issuer() {
+    // Port 1 on loopback: nothing answers there, so discovery fails at once. Port 0: the
+    // failure must be the issuer's, whatever holds 8080 on the machine running the tests.
+    let (_dir, config) = config_in_tempdir(|text| {
+        text.replace("http://127.0.0.1:4444", "http://127.0.0.1:1")
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+    });
     let (code, stdout, stderr) = run(&mut gateway(&[
         "run",
         "--config",
         config.to_str().expect("utf-8 path"),
     ]));
-    assert_eq!(code, Some(2), "{stderr}");
+    // Nothing serves the example's issuer here: the gateway must not start without its keys.
+    assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.starts_with("2 routes on 127.0.0.1:8080 (http://127.0.0.1:8080): contoso /contoso-mcp -> 127.0.0.1:8001"),
+        stdout.starts_with("2 routes on 127.0.0.1:0 (http://127.0.0.1:8080): contoso /contoso-mcp -> 127.0.0.1:8001"),
         "{stdout}"
     );
     assert!(
         stdout.contains("fabrikam /fabrikam-mcp -> 127.0.0.1:8002"),
         "{stdout}"
     );
-    assert!(stderr.contains("not built yet"), "{stderr}");
+    assert!(stderr.contains("auth.issuer"), "{stderr}");
 }
 
 #[test]
 fn help_documents_the_subcommands_and_the_environment_fallback() {
     let (code, stdout, _) = run(&mut gateway(&["run", "--help"]));
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("not built yet"), "{stdout}");
-    assert!(stdout.contains("status 2"), "{stdout}");
+    assert!(stdout.contains("run the proxy"), "{stdout}");
+    assert!(stdout.contains("SIGTERM"), "{stdout}");
     assert!(stdout.contains("GATEWAY_CONFIG"), "{stdout}");
     let (code, stdout, _) = run(&mut gateway(&["--help"]));
     assert_eq!(code, Some(0));

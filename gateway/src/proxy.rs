@@ -1,0 +1,600 @@
+//! The local edge: a pingora [`ProxyHttp`] that applies, per request and in this order, the rules
+//! API Management applies in production (see [`crate::apim`]), and [`run`], which serves it on a
+//! listener we bound, inside our own tokio runtime.
+//!
+//! 1. the RFC 9728 metadata of a route is answered here, without a token;
+//! 2. the route is found by prefix ([`Config::route_for`]); no route: 404;
+//! 3. the bearer token is verified by the shared [`JwtVerifier`]; missing or invalid: 401 with
+//!    `WWW-Authenticate: Bearer resource_metadata="..."` (plus `error="invalid_token"` when a token
+//!    was sent) and nothing more about what failed;
+//! 4. the token's `tid` must be on the route's allow-list; if not: 403, nothing forwarded;
+//! 5. a body declared larger than the route's `max_body_bytes` gets 413, after the gateway read
+//!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer (a
+//!    chunked body that grows past the limit is cut with 413 too);
+//! 6. the request goes to the route's next upstream (round robin, active health checks on
+//!    `health_check_path`) with the prefix stripped, the client's identity headers
+//!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, and `Authorization` and `traceparent`
+//!    untouched. Upstream failures are answered as JSON 502/503/504.
+//!
+//! Every refusal has the JSON body `{"error", "message", "request_id"}` of [`Refusal`], as in
+//! API Management. One access-log line per request (route, tenant, status, upstream, duration,
+//! request id; never the token).
+//!
+//! Per-tenant rate limiting (`rate_limit_per_minute`, 429 with `Retry-After`) is enforced by
+//! API Management in production but not yet by this proxy: it is the next step, between the tenant
+//! check and forwarding.
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    os::fd::AsRawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::{
+    ErrorType,
+    apps::ServerApp,
+    http::{RequestHeader, ResponseHeader},
+    lb::{LoadBalancer, health_check::HttpHealthCheck, selection::RoundRobin},
+    prelude::{Error, HttpPeer, Result},
+    protocols::{GetSocketDigest, SocketDigest, Stream},
+    proxy::{FailToProxy, HttpProxy, ProxyHttp, Session, http_proxy},
+    server::configuration::ServerConf,
+    services::background::BackgroundService,
+};
+use shared::auth::{
+    jwks::{self, Jwks},
+    middleware::ProtectedResource,
+    verifier::JwtVerifier,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+use crate::{
+    config::{Config, Route},
+    policy::{FORWARDED_FOR_HEADER, REQUEST_ID_HEADER, Refusal, SPOOFABLE_HEADERS, TENANT_HEADER},
+};
+
+/// How long in-flight requests may run on after shutdown before they are cut.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the body of a request refused with 413 is read and discarded before answering.
+pub const BODY_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often each upstream's `health_check_path` is probed.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// A route's pool and the texts answered for it, built once.
+struct RouteState {
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    metadata: Bytes,
+    challenge: String,
+    invalid_token_challenge: String,
+}
+
+/// The proxy: the validated configuration, one `RouteState` per route (same index), and the
+/// verifier every route shares.
+pub struct Gateway {
+    config: Arc<Config>,
+    routes: Vec<RouteState>,
+    verifier: Arc<JwtVerifier>,
+    ids: RequestIds,
+}
+
+/// Per-request state, filled in phase by phase.
+pub struct Ctx {
+    start: Instant,
+    request_id: String,
+    /// Index into the configuration's routes, once matched.
+    route: Option<usize>,
+    /// The upstream path (prefix stripped, query kept), from [`Config::route_for`].
+    upstream_path: String,
+    /// The verified `tid`.
+    tenant: Option<String>,
+    upstream: Option<String>,
+    /// Body bytes seen so far, against the route's limit for bodies without `Content-Length`.
+    body_bytes: u64,
+}
+
+impl Gateway {
+    /// Builds the pools (health checks not started: see [`run`]) and the texts of each route.
+    pub fn new(config: Arc<Config>, verifier: Arc<JwtVerifier>) -> anyhow::Result<Self> {
+        let scopes = config
+            .auth
+            .audiences
+            .first()
+            .map(|a| vec![format!("{a}/.default")])
+            .unwrap_or_default();
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let metadata = ProtectedResource {
+                    resource: config.resource_url(route),
+                    authorization_servers: vec![config.auth.issuer.clone()],
+                    scopes_supported: scopes.clone(),
+                    bearer_methods_supported: vec!["header".to_owned()],
+                };
+                let metadata_url = config.metadata_url(route);
+                Ok(RouteState {
+                    lb: Arc::new(pool(route).with_context(|| format!("routes[{i}].upstreams"))?),
+                    metadata: Bytes::from(serde_json::to_vec(&metadata)?),
+                    challenge: format!("Bearer resource_metadata=\"{metadata_url}\""),
+                    invalid_token_challenge: format!(
+                        "Bearer resource_metadata=\"{metadata_url}\", error=\"invalid_token\""
+                    ),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Gateway {
+            config,
+            routes,
+            verifier,
+            ids: RequestIds::default(),
+        })
+    }
+
+    fn route(&self, ctx: &Ctx) -> Option<(&Route, &RouteState)> {
+        let i = ctx.route?;
+        Some((self.config.routes.get(i)?, self.routes.get(i)?))
+    }
+}
+
+/// A round-robin pool over the route's upstreams, probed with `GET <health_check_path>`.
+fn pool(route: &Route) -> anyhow::Result<LoadBalancer<RoundRobin>> {
+    let mut lb =
+        LoadBalancer::<RoundRobin>::try_from_iter(route.upstreams.iter().map(String::as_str))
+            .context("resolving the upstream addresses")?;
+    let mut check = HttpHealthCheck::new("localhost", false);
+    check.req = RequestHeader::build("GET", route.health_check_path.as_bytes(), None)?;
+    check.req.insert_header("host", "localhost")?;
+    check.peer_template.options.connection_timeout = Some(route.connect_timeout);
+    check.peer_template.options.read_timeout = Some(Duration::from_secs(2));
+    lb.set_health_check(Box::new(check));
+    lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
+    lb.parallel_health_check = true;
+    Ok(lb)
+}
+
+/// Request ids shaped like random (v4) UUIDs: a per-process random key hashed with a counter.
+#[derive(Default)]
+struct RequestIds {
+    seed: RandomState,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let hi = self.seed.hash_one((n, 0u8));
+        let lo = self.seed.hash_one((n, 1u8));
+        let v = (u128::from(hi) << 64) | u128::from(lo);
+        // version 4, variant 10
+        let v = (v & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+        let s = format!("{v:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &s[0..8],
+            &s[8..12],
+            &s[12..16],
+            &s[16..20],
+            &s[20..32]
+        )
+    }
+}
+
+/// The token of the single `Authorization: Bearer <token>` header: `Ok(None)` when no bearer
+/// token was sent (no header, or another scheme), `Err(())` for a malformed one.
+fn bearer(req: &RequestHeader) -> std::result::Result<Option<&str>, ()> {
+    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match token.trim() {
+        "" => Err(()),
+        token => Ok(Some(token)),
+    }
+}
+
+fn refusal_body(refusal: Refusal, request_id: &str) -> Bytes {
+    error_body(refusal.code(), refusal.message(), request_id)
+}
+
+fn error_body(code: &str, message: &str, request_id: &str) -> Bytes {
+    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id });
+    Bytes::from(body.to_string())
+}
+
+/// Answers from the gateway itself; `Ok(true)` tells pingora the response is sent.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    request_id: &str,
+    extra: &[(&'static str, &str)],
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header(REQUEST_ID_HEADER, request_id)?;
+    for (name, value) in extra {
+        resp.insert_header(*name, *value)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            request_id: self.ids.next(),
+            route: None,
+            upstream_path: String::new(),
+            tenant: None,
+            upstream: None,
+            body_bytes: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let path_and_query = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        if let Some(route) = self.config.metadata_route_for(&path_and_query) {
+            let i = self
+                .config
+                .routes
+                .iter()
+                .position(|r| std::ptr::eq(r, route));
+            ctx.route = i;
+            if let Some(state) = i.and_then(|i| self.routes.get(i)) {
+                let body = state.metadata.clone();
+                return respond(session, 200, body, &ctx.request_id, &[]).await;
+            }
+        }
+        let Some((route, upstream_path)) = self.config.route_for(&path_and_query) else {
+            let body = error_body(
+                "not_found",
+                "There is no service at this path.",
+                &ctx.request_id,
+            );
+            return respond(session, 404, body, &ctx.request_id, &[]).await;
+        };
+        let Some(index) = self
+            .config
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+        else {
+            return Err(Error::explain(ErrorType::InternalError, "route index"));
+        };
+        ctx.route = Some(index);
+        ctx.upstream_path = upstream_path;
+        let Some(state) = self.routes.get(index) else {
+            return Err(Error::explain(ErrorType::InternalError, "route state"));
+        };
+
+        let verified = match bearer(session.req_header()) {
+            Ok(None) => Err(&state.challenge),
+            Err(()) => Err(&state.invalid_token_challenge),
+            Ok(Some(token)) => self.verifier.verify(token).await.map_err(|error| {
+                tracing::debug!(target: "gateway::access", reason = %error, "token refused");
+                &state.invalid_token_challenge
+            }),
+        };
+        let identity = match verified {
+            Ok(identity) => identity,
+            Err(challenge) => {
+                let refusal = Refusal::InvalidToken;
+                let body = refusal_body(refusal, &ctx.request_id);
+                return respond(
+                    session,
+                    refusal.status(),
+                    body,
+                    &ctx.request_id,
+                    &[("www-authenticate", challenge.as_str())],
+                )
+                .await;
+            }
+        };
+        ctx.tenant = Some(identity.tenant.clone());
+        if !route.admits(&identity.tenant) {
+            let refusal = Refusal::TenantNotAllowed;
+            let body = refusal_body(refusal, &ctx.request_id);
+            return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
+        }
+
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > route.max_body_bytes) {
+            // Read (and discard) what the client is sending for a moment first: a client still
+            // writing its body when the connection closes sees a broken pipe, not the 413.
+            let _ = tokio::time::timeout(BODY_DRAIN_TIMEOUT, session.drain_request_body()).await;
+            let refusal = Refusal::BodyTooLarge;
+            let body = refusal_body(refusal, &ctx.request_id);
+            return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(chunk), Some((route, _))) = (body.as_ref(), self.route(ctx)) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > route.max_body_bytes {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(Refusal::BodyTooLarge.status()),
+                    "request body over the route's limit",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some((route, state)) = self.route(ctx) else {
+            return Err(Error::explain(ErrorType::InternalError, "no route matched"));
+        };
+        let backend = state
+            .lb
+            .select(b"", 256)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
+        ctx.upstream = Some(backend.addr.to_string());
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.total_connection_timeout = Some(route.connect_timeout);
+        // The longest silence between two reads: a tool call that streams nothing for a while
+        // is cut only after the route's read timeout (pingora's default is no limit at all).
+        peer.options.read_timeout = Some(route.read_timeout);
+        peer.options.write_timeout = Some(route.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let uri = ctx
+            .upstream_path
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?;
+        req.set_uri(uri);
+        for name in SPOOFABLE_HEADERS {
+            req.remove_header(name);
+        }
+        req.remove_header(REQUEST_ID_HEADER);
+        if let Some(tenant) = &ctx.tenant {
+            req.insert_header(TENANT_HEADER, tenant.as_str())?;
+        }
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            req.insert_header(FORWARDED_FOR_HEADER, addr.ip().to_string())?;
+        }
+        req.insert_header("x-forwarded-proto", "http")?;
+        req.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let refusal = match e.etype() {
+            ErrorType::HTTPStatus(413) => Some(Refusal::BodyTooLarge),
+            ErrorType::HTTPStatus(503) => None,
+            ErrorType::ReadTimedout | ErrorType::ConnectTimedout | ErrorType::WriteTimedout => {
+                Some(Refusal::UpstreamTimeout)
+            }
+            _ if e.esource() == &pingora::ErrorSource::Upstream => {
+                Some(Refusal::UpstreamUnavailable)
+            }
+            // The client went away: nobody to answer.
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+            _ => Some(Refusal::EdgeError),
+        };
+        let (status, body) = match refusal {
+            Some(refusal) => (refusal.status(), refusal_body(refusal, &ctx.request_id)),
+            // No healthy upstream: the same words as an unreachable one, with 503.
+            None => (
+                503,
+                refusal_body(Refusal::UpstreamUnavailable, &ctx.request_id),
+            ),
+        };
+        // A response already under way cannot be replaced; the connection is closed instead.
+        if session.response_written().is_none() {
+            let _ = respond(session, status, body, &ctx.request_id, &[]).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = self.route(ctx).map_or("-", |(r, _)| r.name.as_str());
+        tracing::info!(
+            target: "gateway::access",
+            route,
+            tenant = ctx.tenant.as_deref().unwrap_or("-"),
+            status,
+            upstream = ctx.upstream.as_deref().unwrap_or("-"),
+            duration_ms = ctx.start.elapsed().as_secs_f64() * 1e3,
+            request_id = %ctx.request_id,
+            error = error.map(|e| e.etype().as_str()),
+            "{} {}",
+            session.req_header().method,
+            session.req_header().uri.path(),
+        );
+    }
+}
+
+/// Builds the verifier (OIDC discovery and the first key load), then serves the gateway on
+/// `listener` until `shutdown` completes; in-flight requests then get [`DRAIN_TIMEOUT`] to finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let verifier = Arc::new(verifier(&config).await?);
+    let gateway = Gateway::new(config.clone(), verifier.clone())?;
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    // Health checks and key refresh live as long as the accept loop (dropped at the end).
+    let mut background = JoinSet::new();
+    for state in &gateway.routes {
+        let (lb, stopped) = (state.lb.clone(), stopped.clone());
+        background.spawn(async move { lb.start(stopped).await });
+    }
+    let refresh = verifier.jwks().spawn_refresh();
+
+    let proxy: Arc<HttpProxy<Gateway>> =
+        Arc::new(http_proxy(&Arc::new(ServerConf::default()), gateway));
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!("listening on http://{addr}");
+
+    let mut connections = JoinSet::new();
+    let mut accept_stop = stopped.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(error) => {
+                        // Out of file descriptors and the like: pause rather than spin.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let mut stream: pingora::protocols::l4::stream::Stream = tcp.into();
+                // Gives `Session::client_addr` its value (X-Forwarded-For).
+                stream.set_socket_digest(SocketDigest::from_raw_fd(stream.as_raw_fd()));
+                let (app, stopped) = (proxy.clone(), stopped.clone());
+                connections.spawn(async move {
+                    let mut next: Option<Stream> = app.process_new(Box::new(stream), &stopped).await;
+                    // Keep-alive: the next request on the same connection, until shutdown.
+                    while let Some(stream) = next {
+                        next = app.process_new(stream, &stopped).await;
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stopping(&mut accept_stop) => break,
+        }
+    }
+    drop(listener);
+    // Wakes the keep-alive connections waiting for their next request, so they close now
+    // instead of holding the drain open; requests under way run on.
+    proxy.cleanup().await;
+    tracing::info!(
+        in_flight = connections.len(),
+        "shutting down: no new connections"
+    );
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            cut = connections.len(),
+            "connections still open after the drain timeout were closed"
+        );
+        connections.shutdown().await;
+    }
+    refresh.abort();
+    background.shutdown().await;
+    Ok(())
+}
+
+/// Completes once shutdown is signalled (or its sender is gone).
+async fn stopping(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
+    let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// The shared verifier for `auth`: discovery and a first key load, or an error naming the key.
+async fn verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
+    let issuer = &config.auth.issuer;
+    let http = reqwest::Client::new();
+    let uri = jwks::discover(&http, issuer)
+        .await
+        .map_err(|e| anyhow::anyhow!("auth.issuer {issuer:?} is not reachable: {e}"))?;
+    let keys = Arc::new(Jwks::new(http, uri));
+    keys.refresh()
+        .await
+        .map_err(|e| anyhow::anyhow!("auth.issuer {issuer:?}: loading its signing keys: {e}"))?;
+    Ok(JwtVerifier::new(config.auth.verifier_settings(), keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_look_like_v4_uuids_and_differ() {
+        let ids = RequestIds::default();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{a}");
+        assert!(
+            matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "{a}"
+        );
+    }
+}
