@@ -49,8 +49,9 @@ use pingora::{
     services::background::BackgroundService,
 };
 use shared::auth::{
+    AuthError,
     jwks::{self, Jwks},
-    middleware::ProtectedResource,
+    middleware::{ProtectedResource, bearer},
     verifier::JwtVerifier,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
@@ -187,27 +188,6 @@ impl RequestIds {
     }
 }
 
-/// The token of the single `Authorization: Bearer <token>` header: `Ok(None)` when no bearer
-/// token was sent (no header, or another scheme), `Err(())` for a malformed one.
-fn bearer(req: &RequestHeader) -> std::result::Result<Option<&str>, ()> {
-    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(());
-    }
-    let value = value.to_str().map_err(|_| ())?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    match token.trim() {
-        "" => Err(()),
-        token => Ok(Some(token)),
-    }
-}
-
 fn refusal_body(refusal: Refusal, request_id: &str) -> Bytes {
     error_body(refusal.code(), refusal.message(), request_id)
 }
@@ -294,10 +274,10 @@ impl ProxyHttp for Gateway {
             return Err(Error::explain(ErrorType::InternalError, "route state"));
         };
 
-        let verified = match bearer(session.req_header()) {
-            Ok(None) => Err(&state.challenge),
-            Err(()) => Err(&state.invalid_token_challenge),
-            Ok(Some(token)) => self.verifier.verify(token).await.map_err(|error| {
+        let verified = match bearer(&session.req_header().headers) {
+            Err(AuthError::MissingToken) => Err(&state.challenge),
+            Err(_) => Err(&state.invalid_token_challenge),
+            Ok(token) => self.verifier.verify(token).await.map_err(|error| {
                 tracing::debug!(target: "gateway::access", reason = %error, "token refused");
                 &state.invalid_token_challenge
             }),

@@ -138,8 +138,8 @@ fn anonymous(roles: &BTreeSet<String>) -> Identity {
     }
 }
 
-/// The token of the single `Authorization: Bearer <token>` header.
-fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
+/// The token of the single `Authorization: Bearer <token>` header (used by the gateway too).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::MissingToken);
