@@ -78,7 +78,8 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         "false".to_owned(),
         "--use-passthrough-auth".to_owned(),
         "false".to_owned(),
-    ])?;
+    ])?
+    .into_valid()?;
     let tools_stop = stop.clone();
     let tools_task = tokio::spawn(tools_service::run(
         tools_config,

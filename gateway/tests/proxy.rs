@@ -162,7 +162,9 @@ async fn tools_service(
         ]
         .map(str::to_owned),
     )
-    .expect("tools-service flags");
+    .expect("tools-service flags")
+    .into_valid()
+    .expect("valid tools-service configuration");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(tools_service::run(config, listener, async move {
         let _ = stopped.await;

@@ -72,6 +72,14 @@ pub struct Config {
     pub telemetry: TelemetryArgs,
 }
 
+/// A configuration that passed [`Config::validate`], with the authentication plan it produced:
+/// what [`crate::run`] takes, so the checks run once, before any port is bound.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub config: Config,
+    pub auth: AuthPlan,
+}
+
 /// Where embeddings come from, when configured.
 #[derive(Debug, Clone)]
 pub struct EmbeddingConfig {
@@ -91,6 +99,12 @@ impl Config {
         args: impl IntoIterator<Item = String>,
     ) -> Result<Self, clap::Error> {
         Config::try_parse_from(std::iter::once("tools-service".to_owned()).chain(args))
+    }
+
+    /// Validates and keeps the result for [`crate::run`].
+    pub fn into_valid(self) -> Result<ValidConfig, ConfigError> {
+        let auth = self.validate()?;
+        Ok(ValidConfig { config: self, auth })
     }
 
     /// Checks the settings that parse but do not make sense together, and returns the

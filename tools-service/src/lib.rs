@@ -26,7 +26,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Config, ValidConfig};
 
 use crate::{
     search::{AzureOpenAiEmbedder, Embedder, KnowledgeIndex},
@@ -37,11 +37,11 @@ use crate::{
 /// Opens and seeds the store, builds the search index, and serves MCP on `listener` until
 /// `shutdown` completes.
 pub async fn run(
-    config: Config,
+    valid: ValidConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let plan = config.validate()?;
+    let ValidConfig { config, auth: plan } = valid;
     // Reach the token issuer before touching the database: an unreachable issuer is a
     // configuration error, and nothing should be created or seeded for a service that won't run.
     let mode = plan.build(reqwest::Client::new()).await?;

@@ -8,9 +8,10 @@ use tools_service::Config;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shared::telemetry::init(&config.telemetry)?;
-    config.validate()?;
-    let listener = TcpListener::bind(config.bind_addr)
+    let valid = config.into_valid()?;
+    let addr = valid.config.bind_addr;
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (BIND_ADDR): {e}", config.bind_addr))?;
-    tools_service::run(config, listener, shared::http::shutdown_signal()).await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (BIND_ADDR): {e}"))?;
+    tools_service::run(valid, listener, shared::http::shutdown_signal()).await
 }

@@ -90,14 +90,19 @@ async fn scripted_server() -> (String, Arc<Scripted>) {
     (format!("http://{addr}"), state)
 }
 
+/// The settings that point the service at the scripted embedding endpoint.
+fn azure_env(endpoint: &str) -> [(&'static str, &str); 3] {
+    [
+        ("AZURE_OPENAI_ENDPOINT", endpoint),
+        ("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "emb"),
+        ("AZURE_OPENAI_API_KEY", "test-key"),
+    ]
+}
+
 #[tokio::test]
 async fn documents_are_embedded_once_and_search_blends_both_rankings() {
     let (endpoint, scripted) = scripted_server().await;
-    let env = [
-        ("AZURE_OPENAI_ENDPOINT", endpoint.as_str()),
-        ("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "emb"),
-        ("AZURE_OPENAI_API_KEY", "test-key"),
-    ];
+    let env = azure_env(&endpoint);
     let server = Server::start_with(&env).await;
     assert_eq!(
         *scripted.requests.lock().expect("lock"),
@@ -152,12 +157,7 @@ async fn documents_are_embedded_once_and_search_blends_both_rankings() {
 async fn an_unreachable_embedding_service_at_start_leaves_search_lexical() {
     let (endpoint, scripted) = scripted_server().await;
     scripted.fail.store(true, Ordering::SeqCst);
-    let server = Server::start_with(&[
-        ("AZURE_OPENAI_ENDPOINT", endpoint.as_str()),
-        ("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "emb"),
-        ("AZURE_OPENAI_API_KEY", "test-key"),
-    ])
-    .await;
+    let server = Server::start_with(&azure_env(&endpoint)).await;
     let ready = server.readyz().await;
     assert_eq!(ready["search"], "lexical");
     let c = server.client().await;
