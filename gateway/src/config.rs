@@ -36,6 +36,7 @@
 //! | `routes[].read_timeout_ms` | no | 240000 | waiting for the upstream's response headers or its next bytes, 1..=240000 |
 //! | `routes[].max_body_bytes` | no | 1048576 | larger request bodies get 413 |
 //! | `routes[].health_check_path` | no | `/healthz` | upstream path probed by active health checks |
+//! | `routes[].health_check_interval_ms` | no | 5000 | time between two probes of each upstream, 100..=300000 (local gateway only: API Management has no pool of its own here) |
 //! | `routes[].apim_backend_url` | no | `http://<first upstream>` | the backend API Management forwards to (in Azure, the Container App's URL); scheme, host and port only |
 //!
 //! Prefix rules: starts with `/`, does not end with `/`, lowercase segments of `a-z 0-9 - . _ ~`
@@ -72,6 +73,10 @@ pub const DEFAULT_READ_TIMEOUT_MS: u64 = MAX_READ_TIMEOUT_MS;
 pub const MAX_READ_TIMEOUT_MS: u64 = 240_000;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_HEALTH_CHECK_PATH: &str = "/healthz";
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 5_000;
+/// Probing more often than this is load, not information.
+pub const MIN_HEALTH_CHECK_INTERVAL_MS: u64 = 100;
+pub const MAX_HEALTH_CHECK_INTERVAL_MS: u64 = 300_000;
 /// Where RFC 9728 protected-resource metadata lives; no route prefix may sit under it.
 pub const WELL_KNOWN: &str = "/.well-known";
 
@@ -112,6 +117,7 @@ pub struct RawRoute {
     pub read_timeout_ms: Option<u64>,
     pub max_body_bytes: Option<u64>,
     pub health_check_path: Option<String>,
+    pub health_check_interval_ms: Option<u64>,
     pub apim_backend_url: Option<String>,
 }
 
@@ -151,6 +157,7 @@ pub struct Route {
     pub read_timeout: Duration,
     pub max_body_bytes: u64,
     pub health_check_path: String,
+    pub health_check_interval: Duration,
     /// `scheme://host[:port]`, no path: API Management forwards the rest of the request path to
     /// the backend's root, exactly as the local proxy does with an upstream.
     pub apim_backend_url: String,
@@ -388,6 +395,21 @@ fn validate_route(key: &str, raw: RawRoute) -> Result<Route, ConfigError> {
             format!("{health_check_path:?} is not a path; e.g. \"/healthz\""),
         ));
     }
+    let health_check_interval_ms = raw
+        .health_check_interval_ms
+        .unwrap_or(DEFAULT_HEALTH_CHECK_INTERVAL_MS);
+    if !(MIN_HEALTH_CHECK_INTERVAL_MS..=MAX_HEALTH_CHECK_INTERVAL_MS)
+        .contains(&health_check_interval_ms)
+    {
+        return Err(ConfigError::new(
+            format!("{key}.health_check_interval_ms"),
+            format!(
+                "{health_check_interval_ms} is out of range: give milliseconds from \
+                 {MIN_HEALTH_CHECK_INTERVAL_MS} to {MAX_HEALTH_CHECK_INTERVAL_MS}"
+            ),
+        ));
+    }
+    let health_check_interval = Duration::from_millis(health_check_interval_ms);
     let apim_backend_url = match raw.apim_backend_url {
         // `upstreams` is never empty (checked above).
         None => format!("http://{}", upstreams[0]),
@@ -403,6 +425,7 @@ fn validate_route(key: &str, raw: RawRoute) -> Result<Route, ConfigError> {
         read_timeout,
         max_body_bytes,
         health_check_path,
+        health_check_interval,
         apim_backend_url,
     })
 }
@@ -713,6 +736,7 @@ connect_timeout_ms = 500
 read_timeout_ms = 30000
 max_body_bytes = 2048
 health_check_path = "/readyz"
+health_check_interval_ms = 250
 apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
         )
         .replacen("[auth]", "[auth]\nleeway_secs = 5", 1);
@@ -722,6 +746,7 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
         assert_eq!(route.read_timeout, Duration::from_secs(30));
         assert_eq!(route.max_body_bytes, 2048);
         assert_eq!(route.health_check_path, "/readyz");
+        assert_eq!(route.health_check_interval, Duration::from_millis(250));
         assert_eq!(
             route.apim_backend_url,
             "https://contoso-tools.example.azurecontainerapps.io"
@@ -1070,6 +1095,13 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
             "routes[0].read_timeout_ms",
             "API Management",
         );
+        for interval in ["99", "300001"] {
+            assert_error(
+                &route0(&format!("health_check_interval_ms = {interval}")),
+                "routes[0].health_check_interval_ms",
+                "from 100 to 300000",
+            );
+        }
         assert_error(
             &route0("read_timeout_ms = 0"),
             "routes[0].read_timeout_ms",

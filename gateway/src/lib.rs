@@ -8,6 +8,7 @@
 //!   supply, and the refusals (status, code, message) callers get;
 //! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML
 //!   document per route, so production and the local gateway cannot drift;
+//! - [`limits`]: the per-tenant rate limit of each route;
 //! - [`proxy`]: the local edge itself, a pingora proxy applying the same rules on live traffic,
 //!   and [`run`], which serves it on a listener;
 //! - [`cli`]: the `gateway` command line (`render-apim`, `run`).
@@ -16,6 +17,7 @@ pub mod apim;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod limits;
 pub mod policy;
 pub mod proxy;
 pub mod routing;

@@ -8,21 +8,20 @@
 //!    `WWW-Authenticate: Bearer resource_metadata="..."` (plus `error="invalid_token"` when a token
 //!    was sent) and nothing more about what failed;
 //! 4. the token's `tid` must be on the route's allow-list; if not: 403, nothing forwarded;
-//! 5. a body declared larger than the route's `max_body_bytes` gets 413, after the gateway read
+//! 5. the tenant's calls on the route are counted ([`RateLimits`]); over `rate_limit_per_minute`:
+//!    429 with `Retry-After`, nothing forwarded;
+//! 6. a body declared larger than the route's `max_body_bytes` gets 413, after the gateway read
 //!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer (a
 //!    chunked body that grows past the limit is cut with 413 too);
-//! 6. the request goes to the route's next upstream (round robin, active health checks on
+//! 7. the request goes to the route's next upstream (round robin, active health checks on
 //!    `health_check_path`) with the prefix stripped, the client's identity headers
-//!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, and `Authorization` and `traceparent`
-//!    untouched. Upstream failures are answered as JSON 502/503/504.
+//!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, `Authorization` untouched and a W3C
+//!    `traceparent` forwarded if well formed or else started here. Upstream failures are answered
+//!    as JSON 502/503/504.
 //!
 //! Every refusal has the JSON body `{"error", "message", "request_id"}` of [`Refusal`], as in
 //! API Management. One access-log line per request (route, tenant, status, upstream, duration,
 //! request id; never the token).
-//!
-//! Per-tenant rate limiting (`rate_limit_per_minute`, 429 with `Retry-After`) is enforced by
-//! API Management in production but not yet by this proxy: it is the next step, between the tenant
-//! check and forwarding.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -47,6 +46,7 @@ use pingora::{
     proxy::{FailToProxy, HttpProxy, ProxyHttp, Session, http_proxy},
     server::configuration::ServerConf,
     services::background::BackgroundService,
+    upstreams::peer::Peer,
 };
 use shared::auth::{
     AuthError,
@@ -58,15 +58,17 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::{
     config::{Config, Route},
+    limits::{RateLimits, retry_after_secs},
     policy::{FORWARDED_FOR_HEADER, REQUEST_ID_HEADER, Refusal, SPOOFABLE_HEADERS, TENANT_HEADER},
 };
+
+/// The W3C trace context header.
+const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// How long in-flight requests may run on after shutdown before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the body of a request refused with 413 is read and discarded before answering.
 pub const BODY_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often each upstream's `health_check_path` is probed.
-const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// A route's pool and the texts answered for it, built once.
 struct RouteState {
@@ -82,6 +84,7 @@ pub struct Gateway {
     config: Arc<Config>,
     routes: Vec<RouteState>,
     verifier: Arc<JwtVerifier>,
+    limits: RateLimits,
     ids: RequestIds,
 }
 
@@ -96,6 +99,8 @@ pub struct Ctx {
     /// The verified `tid`.
     tenant: Option<String>,
     upstream: Option<String>,
+    /// Upstreams this request could not connect to; a retry skips them.
+    failed: Vec<String>,
     /// Body bytes seen so far, against the route's limit for bodies without `Content-Length`.
     body_bytes: u64,
 }
@@ -132,6 +137,7 @@ impl Gateway {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Gateway {
+            limits: RateLimits::new(&config),
             config,
             routes,
             verifier,
@@ -156,7 +162,7 @@ fn pool(route: &Route) -> anyhow::Result<LoadBalancer<RoundRobin>> {
     check.peer_template.options.connection_timeout = Some(route.connect_timeout);
     check.peer_template.options.read_timeout = Some(Duration::from_secs(2));
     lb.set_health_check(Box::new(check));
-    lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
+    lb.health_check_frequency = Some(route.health_check_interval);
     lb.parallel_health_check = true;
     Ok(lb)
 }
@@ -169,6 +175,15 @@ struct RequestIds {
 }
 
 impl RequestIds {
+    /// A new trace for a request that came without one: the trace id is the request id (so
+    /// logs and traces join on one value), the parent id derived from it, and the sampled flag
+    /// set so the backends record what the gateway starts.
+    fn traceparent(&self, request_id: &str) -> String {
+        let trace: String = request_id.chars().filter(|c| *c != '-').collect();
+        let parent = self.seed.hash_one((request_id, 2u8)).max(1);
+        format!("00-{trace}-{parent:016x}-01")
+    }
+
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let hi = self.seed.hash_one((n, 0u8));
@@ -186,6 +201,35 @@ impl RequestIds {
             &s[20..32]
         )
     }
+}
+
+/// A W3C trace context `traceparent` the gateway can forward as is: version `00` (or a later
+/// version, read as `00` as the specification asks), non-zero trace and parent ids, lowercase hex.
+fn is_traceparent(value: &str) -> bool {
+    let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let mut parts = value.split('-');
+    let (Some(version), Some(trace), Some(parent), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let rest_ok = match version {
+        "00" => parts.next().is_none(),
+        _ => true,
+    };
+    version.len() == 2
+        && hex(version)
+        && version != "ff"
+        && trace.len() == 32
+        && hex(trace)
+        && nonzero(trace)
+        && parent.len() == 16
+        && hex(parent)
+        && nonzero(parent)
+        && flags.len() == 2
+        && hex(flags)
+        && rest_ok
 }
 
 fn refusal_body(refusal: Refusal, request_id: &str) -> Bytes {
@@ -229,6 +273,7 @@ impl ProxyHttp for Gateway {
             upstream_path: String::new(),
             tenant: None,
             upstream: None,
+            failed: Vec::new(),
             body_bytes: 0,
         }
     }
@@ -303,6 +348,19 @@ impl ProxyHttp for Gateway {
             let body = refusal_body(refusal, &ctx.request_id);
             return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
         }
+        if let Err(wait) = self.limits.check(index, &identity.tenant) {
+            let refusal = Refusal::RateLimited;
+            let body = refusal_body(refusal, &ctx.request_id);
+            let retry_after = retry_after_secs(wait).to_string();
+            return respond(
+                session,
+                refusal.status(),
+                body,
+                &ctx.request_id,
+                &[("retry-after", retry_after.as_str())],
+            )
+            .await;
+        }
 
         let declared = session
             .req_header()
@@ -346,7 +404,9 @@ impl ProxyHttp for Gateway {
         };
         let backend = state
             .lb
-            .select(b"", 256)
+            .select_with(b"", 256, |backend, healthy| {
+                healthy && !ctx.failed.contains(&backend.addr.to_string())
+            })
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
         ctx.upstream = Some(backend.addr.to_string());
         let mut peer = HttpPeer::new(backend, false, String::new());
@@ -358,6 +418,28 @@ impl ProxyHttp for Gateway {
         peer.options.write_timeout = Some(route.read_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
+    }
+
+    /// Passive health: an upstream that refuses the connection is skipped and the request
+    /// tried on the next one (nothing was sent yet, so any method is safe to retry), until every
+    /// upstream of the route has failed once. Active checks take it out of the pool for others.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let upstream = peer.address().to_string();
+        tracing::warn!(target: "gateway::access", %upstream, error = %e, "upstream refused the connection");
+        ctx.failed.push(upstream);
+        let others_left = self
+            .route(ctx)
+            .is_some_and(|(route, _)| ctx.failed.len() < route.upstreams.len());
+        if others_left {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -383,6 +465,14 @@ impl ProxyHttp for Gateway {
         }
         req.insert_header("x-forwarded-proto", "http")?;
         req.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        let forwarded = req
+            .headers
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_traceparent);
+        if !forwarded {
+            req.insert_header(TRACEPARENT_HEADER, self.ids.traceparent(&ctx.request_id))?;
+        }
         Ok(())
     }
 
@@ -399,7 +489,9 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::HTTPStatus(413) => Some(Refusal::BodyTooLarge),
-            ErrorType::HTTPStatus(503) => None,
+            ErrorType::HTTPStatus(503) if ctx.failed.is_empty() => None,
+            // Every upstream refused the connection, the last one just now.
+            ErrorType::HTTPStatus(503) => Some(Refusal::UpstreamUnavailable),
             ErrorType::ReadTimedout | ErrorType::ConnectTimedout | ErrorType::WriteTimedout => {
                 Some(Refusal::UpstreamTimeout)
             }
@@ -559,6 +651,39 @@ async fn verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_traces_are_valid_and_reuse_the_request_id() {
+        let ids = RequestIds::default();
+        let request_id = ids.next();
+        let started = ids.traceparent(&request_id);
+        assert!(is_traceparent(&started), "{started}");
+        assert_eq!(&started[3..35], request_id.replace('-', ""));
+        assert!(started.ends_with("-01"));
+    }
+
+    #[test]
+    fn only_well_formed_traceparents_are_forwarded() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_traceparent(good));
+        // A later version may carry more fields.
+        assert!(is_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+        ));
+        for bad in [
+            "",
+            "garbage",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
+            assert!(!is_traceparent(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn request_ids_look_like_v4_uuids_and_differ() {

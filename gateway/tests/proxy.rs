@@ -3,224 +3,22 @@
 //! Every refusal status, the metadata, a real MCP `tools/list` through the gateway, identity
 //! headers replaced, a dead backend and an oversized body.
 
+mod common;
+
 use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::Request, routing::get};
-use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
-use gateway::Config;
+use common::*;
+use devstack::idp::defaults;
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-
-const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
-
-/// A gateway serving in the background until dropped (or [`Gateway::stop`]).
-struct Gateway {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Gateway {
-    /// One route, `/contoso-mcp` -> `upstream`, admitting the Contoso tenant.
-    async fn start(idp: &RunningIdp, upstream: &str) -> Gateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let config = Config::from_toml(&format!(
-            r#"
-            listen = "{addr}"
-            public_base_url = "http://{addr}"
-            [auth]
-            issuer = "{issuer}"
-            audiences = ["{audience}"]
-            [[routes]]
-            name = "contoso"
-            prefix = "/contoso-mcp"
-            upstreams = ["{upstream}"]
-            allowed_tenants = ["{contoso}"]
-            connect_timeout_ms = 1000
-            "#,
-            issuer = idp.url(),
-            audience = defaults::AUDIENCE,
-            contoso = defaults::CONTOSO,
-        ))
-        .expect("valid configuration");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        let gateway = Gateway {
-            url: format!("http://{addr}"),
-            stop: Some(stop),
-            task,
-        };
-        // The listener is bound already; wait for the verifier to be built.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reqwest::get(gateway.url("/nowhere")).await.is_err() {
-            assert!(Instant::now() < deadline, "gateway did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        gateway
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// Stops it; with nothing in flight, idle keep-alive connections must not delay that.
-    async fn stop(mut self) {
-        self.stop.take();
-        let started = Instant::now();
-        let ended = tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("the gateway stops within the drain time");
-        ended.expect("task").expect("the gateway ran without error");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "idle connections held the shutdown for {:?}",
-            started.elapsed()
-        );
-    }
-}
-
-async fn idp() -> RunningIdp {
-    idp::spawn(IdpConfig::default()).await.expect("IdP")
-}
-
-fn token(idp: &RunningIdp, tenant: &str) -> String {
-    idp.idp.mint(&TokenSpec::new(tenant, ["query"], "alice"))
-}
-
-fn mcp_post(url: String, body: impl Into<String>) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.into())
-}
-
-/// The JSON-RPC answer of a response that is JSON or a one-event SSE stream.
-async fn json_rpc(response: reqwest::Response) -> Value {
-    let text = response.text().await.expect("body");
-    let json = text
-        .lines()
-        .find_map(|l| l.strip_prefix("data:"))
-        .unwrap_or(&text);
-    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-async fn refusal(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json",
-        "refusals are JSON"
-    );
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .expect("ASCII")
-        .to_owned();
-    let body: Value = response.json().await.expect("JSON body");
-    assert_eq!(body["error"], code, "{body}");
-    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
-    body
-}
-
-/// A tools-service on `127.0.0.1:0` that verifies tokens of `issuer` itself.
-async fn tools_service(
-    issuer: &str,
-) -> (
-    String,
-    tempfile::TempDir,
-    oneshot::Sender<()>,
-    JoinHandle<anyhow::Result<()>>,
-) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let config = tools_service::Config::try_parse_from_args(
-        [
-            "--disable-auth",
-            "false",
-            "--auth-issuer",
-            issuer,
-            "--mcp-api-audience",
-            defaults::AUDIENCE,
-            "--db-path",
-            &dir.path().join("tools.db").display().to_string(),
-            "--seed-customer-count",
-            "5",
-            "--bind-addr",
-            "127.0.0.1:0",
-        ]
-        .map(str::to_owned),
-    )
-    .expect("tools-service flags")
-    .into_valid()
-    .expect("valid tools-service configuration");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(tools_service::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    let ready = format!("http://{addr}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(&ready).await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(!task.is_finished(), "tools-service ended during start-up");
-        assert!(Instant::now() < deadline, "tools-service did not get ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (addr.to_string(), dir, stop, task)
-}
-
-/// An upstream that answers every request with what it received, and counts them.
-async fn echo_upstream() -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(move |request: Request| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let headers: HashMap<String, Vec<String>> = request
-                    .headers()
-                    .keys()
-                    .map(|name| {
-                        let values = request
-                            .headers()
-                            .get_all(name)
-                            .iter()
-                            .map(|v| v.to_str().unwrap_or("?").to_owned())
-                            .collect();
-                        (name.as_str().to_owned(), values)
-                    })
-                    .collect();
-                Json(json!({"uri": request.uri().to_string(), "headers": headers}))
-            }
-        });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr.to_string(), hits)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
     let idp = idp().await;
-    let (backend, _dir, backend_stop, backend_task) = tools_service(idp.url()).await;
-    let gateway = Gateway::start(&idp, &backend).await;
+    let backend = tools_service(idp.url()).await;
+    let gateway = Gateway::start(&idp, &backend.addr).await;
     let http = reqwest::Client::new();
 
     // Unknown path: 404 JSON.
@@ -288,7 +86,7 @@ async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
         .as_array()
         .unwrap_or_else(|| panic!("a tools/list result: {via_gateway}"));
     let direct = json_rpc(
-        mcp_post(format!("http://{backend}/mcp"), TOOLS_LIST)
+        mcp_post(format!("http://{}/mcp", backend.addr), TOOLS_LIST)
             .bearer_auth(&contoso)
             .send()
             .await
@@ -307,8 +105,7 @@ async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
     refusal(response, 413, "body_too_large").await;
 
     gateway.stop().await;
-    drop(backend_stop);
-    let _ = backend_task.await;
+    backend.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,19 +158,40 @@ async fn identity_headers_are_the_gateways_and_refused_tenants_reach_nothing() {
         json!([format!("Bearer {contoso}")])
     );
 
+    // Without a usable traceparent the gateway starts a trace whose id is the request id.
+    for sent in [None, Some("00-not-a-trace-01")] {
+        let mut request = http
+            .get(gateway.url("/contoso-mcp/x"))
+            .bearer_auth(&contoso);
+        if let Some(sent) = sent {
+            request = request.header("traceparent", sent);
+        }
+        let response = request.send().await.expect("request");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII")
+            .replace('-', "");
+        let seen: Value = response.json().await.expect("JSON");
+        let started = seen["headers"]["traceparent"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("a traceparent: {seen}"));
+        let parts: Vec<&str> = started.split('-').collect();
+        assert_eq!(parts.len(), 4, "{started}");
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", request_id.as_str(), "01")
+        );
+        assert_eq!(parts[2].len(), 16, "{started}");
+        assert_ne!(parts[2], "0000000000000000");
+    }
+
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_backend_is_answered_with_json_at_once() {
     let idp = idp().await;
-    // A port that was free a moment ago: nothing listens there.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .to_string();
+    let dead = dead_address().await;
     let gateway = Gateway::start(&idp, &dead).await;
     let started = Instant::now();
     let response = reqwest::Client::new()

@@ -1,0 +1,286 @@
+//! The test harness shared by the gateway's live-traffic tests: a real gateway on
+//! `127.0.0.1:0` in front of real tools-services or small upstreams that show what they
+//! received, with tokens from the devstack IdP.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, extract::Request, routing::get};
+use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
+use gateway::Config;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+
+/// A gateway serving in the background until dropped (or [`Gateway::stop`]).
+pub struct Gateway {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Gateway {
+    /// One route, `/contoso-mcp` -> `upstream`, admitting the Contoso tenant.
+    pub async fn start(idp: &RunningIdp, upstream: &str) -> Gateway {
+        let route = format!(
+            r#"
+            [[routes]]
+            name = "contoso"
+            prefix = "/contoso-mcp"
+            upstreams = ["{upstream}"]
+            allowed_tenants = ["{contoso}"]
+            connect_timeout_ms = 1000
+            "#,
+            contoso = defaults::CONTOSO,
+        );
+        Gateway::start_with(idp, &route).await
+    }
+
+    /// A gateway with the given `[[routes]]` tables, on a port of its own.
+    pub async fn start_with(idp: &RunningIdp, routes: &str) -> Gateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let config = Config::from_toml(&format!(
+            r#"
+            listen = "{addr}"
+            public_base_url = "http://{addr}"
+            [auth]
+            issuer = "{issuer}"
+            audiences = ["{audience}"]
+            {routes}
+            "#,
+            issuer = idp.url(),
+            audience = defaults::AUDIENCE,
+        ))
+        .expect("valid configuration");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let gateway = Gateway {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            task,
+        };
+        // The listener is bound already; wait for the verifier to be built.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reqwest::get(gateway.url("/nowhere")).await.is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops it; with nothing in flight, idle keep-alive connections must not delay that.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        let started = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the gateway stops within the drain time");
+        ended.expect("task").expect("the gateway ran without error");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "idle connections held the shutdown for {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+pub async fn idp() -> RunningIdp {
+    idp::spawn(IdpConfig::default()).await.expect("IdP")
+}
+
+pub fn token(idp: &RunningIdp, tenant: &str) -> String {
+    idp.idp.mint(&TokenSpec::new(tenant, ["query"], "alice"))
+}
+
+/// `GET url` with `token` as the bearer.
+pub async fn get_as(http: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+}
+
+pub fn mcp_post(url: String, body: impl Into<String>) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.into())
+}
+
+/// The JSON-RPC answer of a response that is JSON or a one-event SSE stream.
+pub async fn json_rpc(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body");
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(&text);
+    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+pub async fn refusal(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "refusals are JSON"
+    );
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["error"], code, "{body}");
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    body
+}
+
+/// A tools-service running in this process, stopped when dropped.
+pub struct ToolsService {
+    /// `host:port`
+    pub addr: String,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ToolsService {
+    /// Stops it and waits until it has.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A tools-service on `127.0.0.1:0` that verifies tokens of `issuer` itself.
+pub async fn tools_service(issuer: &str) -> ToolsService {
+    tools_service_with(issuer, &[]).await
+}
+
+/// [`tools_service`] with more command-line flags.
+pub async fn tools_service_with(issuer: &str, extra: &[&str]) -> ToolsService {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let db = dir.path().join("tools.db").display().to_string();
+    let config = tools_service::Config::try_parse_from_args(
+        [
+            "--disable-auth",
+            "false",
+            "--auth-issuer",
+            issuer,
+            "--mcp-api-audience",
+            defaults::AUDIENCE,
+            "--db-path",
+            &db,
+            "--seed-customer-count",
+            "5",
+            "--bind-addr",
+            "127.0.0.1:0",
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(str::to_owned),
+    )
+    .expect("tools-service flags")
+    .into_valid()
+    .expect("valid tools-service configuration");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(tools_service::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    let ready = format!("http://{addr}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(&ready).await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(!task.is_finished(), "tools-service ended during start-up");
+        assert!(Instant::now() < deadline, "tools-service did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ToolsService {
+        addr: addr.to_string(),
+        _dir: dir,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// An upstream that answers every request with what it received, and counts them.
+pub async fn echo_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    echo_upstream_on(listener)
+}
+
+/// [`echo_upstream`] on a listener of the caller's (to bring an upstream back on its old port).
+/// `/slow` answers after 1.5 s of silence.
+pub fn echo_upstream_on(listener: TcpListener) -> (String, Arc<AtomicUsize>) {
+    let addr = listener.local_addr().expect("address").to_string();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let name = addr.clone();
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "finally"
+            }),
+        )
+        .fallback(move |request: Request| {
+            let (counter, name) = (counter.clone(), name.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let headers: HashMap<String, Vec<String>> = request
+                    .headers()
+                    .keys()
+                    .map(|name| {
+                        let values = request
+                            .headers()
+                            .get_all(name)
+                            .iter()
+                            .map(|v| v.to_str().unwrap_or("?").to_owned())
+                            .collect();
+                        (name.as_str().to_owned(), values)
+                    })
+                    .collect();
+                Json(
+                    json!({"upstream": name, "uri": request.uri().to_string(), "headers": headers}),
+                )
+            }
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+/// An address nothing listens on (a port that was free a moment ago).
+pub async fn dead_address() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .to_string()
+}
