@@ -236,6 +236,17 @@ pub async fn echo_upstream() -> (String, Arc<AtomicUsize>) {
 /// [`echo_upstream`] on a listener of the caller's (to bring an upstream back on its old port).
 /// `/slow` answers after 1.5 s of silence.
 pub fn echo_upstream_on(listener: TcpListener) -> (String, Arc<AtomicUsize>) {
+    let (addr, hits, stop) = stoppable_echo_upstream_on(listener);
+    // Never stopped: the upstream lives as long as the test's runtime.
+    std::mem::forget(stop);
+    (addr, hits)
+}
+
+/// [`echo_upstream_on`] that stops, the way a process shuts down, when the sender is used or
+/// dropped: no new connections, idle keep-alive connections closed.
+pub fn stoppable_echo_upstream_on(
+    listener: TcpListener,
+) -> (String, Arc<AtomicUsize>, oneshot::Sender<()>) {
     let addr = listener.local_addr().expect("address").to_string();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -271,8 +282,15 @@ pub fn echo_upstream_on(listener: TcpListener) -> (String, Arc<AtomicUsize>) {
                 )
             }
         });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, hits)
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (addr, hits, stop)
 }
 
 /// An address nothing listens on (a port that was free a moment ago).
