@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "SEED_CUSTOMER_COUNT", default_value_t = 250)]
     pub seed_customer_count: u32,
 
+    /// Seed of the random generator behind the random customers: two services seeded
+    /// differently serve different customers (the scenario customers 251-259 stay the same).
+    /// Used when the database is seeded, not on a database that already has data.
+    #[arg(long, env = "SEED_RANDOM", default_value_t = crate::seed::DEFAULT_RNG_SEED)]
+    pub seed_random: u64,
+
     /// Duration of each of the nine steps of `trouble_shoot_device`, in milliseconds.
     #[arg(long, env = "TROUBLESHOOT_STEP_MS", default_value_t = 5000)]
     pub troubleshoot_step_ms: u64,
@@ -225,6 +231,8 @@ mod tests {
         assert!(c.seed_on_startup);
         assert!(!c.force_seed);
         assert_eq!(c.seed_customer_count, 250);
+        assert_eq!(c.seed_random, 0xC0_7050);
+        assert_eq!(parse(&["--seed-random", "42"]).seed_random, 42);
         assert_eq!(c.troubleshoot_step() * 9, Duration::from_secs(45));
         assert!(c.validate().is_ok());
     }

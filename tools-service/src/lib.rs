@@ -115,7 +115,11 @@ pub async fn seed_if_needed(store: &dyn Store, config: &Config) -> anyhow::Resul
         return Ok(());
     };
     let started = Instant::now();
-    let data = seed::generate(config.seed_customer_count, chrono::Utc::now());
+    let data = seed::generate(
+        config.seed_customer_count,
+        config.seed_random,
+        chrono::Utc::now(),
+    );
     store
         .replace_all(&data)
         .await
@@ -123,6 +127,7 @@ pub async fn seed_if_needed(store: &dyn Store, config: &Config) -> anyhow::Resul
     tracing::info!(
         reason,
         customers = data.customers.len(),
+        rng_seed = config.seed_random,
         invoices = data.invoices.len(),
         duration_ms = started.elapsed().as_millis() as u64,
         "database seeded"

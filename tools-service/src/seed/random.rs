@@ -1,4 +1,4 @@
-//! Random customers with plausible histories, from a fixed seed.
+//! Random customers with plausible histories, from a seed.
 //!
 //! Also home of the small row builders the scenario customers reuse, so both kinds of customer
 //! are shaped the same way (monthly invoices due 30 days later, 60 days of usage, ...).
@@ -7,7 +7,7 @@ use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
 use rand::{RngExt, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Dataset, Ids, InvoiceRow, RNG_SEED, SCENARIO_IDS, SubscriptionRow, UsageRow, catalog};
+use super::{Dataset, Ids, InvoiceRow, SCENARIO_IDS, SubscriptionRow, UsageRow, catalog};
 use crate::{domain::*, money::Money};
 
 /// Days between an invoice and its due date (see the Late Payment Fees document).
@@ -55,9 +55,15 @@ const DEVICES: &[(&str, i64)] = &[
     ("Wireless earbuds", 9_900),
 ];
 
-/// Adds `count` random customers with ids from 1, skipping the scenario ids.
-pub(crate) fn customers(data: &mut Dataset, ids: &mut Ids, count: u32, now: DateTime<Utc>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(RNG_SEED);
+/// Adds `count` random customers drawn from `seed`, with ids from 1, skipping the scenario ids.
+pub(crate) fn customers(
+    data: &mut Dataset,
+    ids: &mut Ids,
+    count: u32,
+    seed: u64,
+    now: DateTime<Utc>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let today = now.date_naive();
     let mut id = 0;
     for _ in 0..count {
