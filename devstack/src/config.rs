@@ -48,7 +48,7 @@ impl DataArgs {
 /// `devstack token`.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// Tenant name (`contoso`, `fabrikam`, `northwind`) or tid (any UUID).
+    /// Tenant name (`contoso`, `fabrikam`, `northwind`, `woodgrove`) or tid (any UUID).
     #[arg(long)]
     pub tenant: String,
 

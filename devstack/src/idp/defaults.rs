@@ -6,6 +6,10 @@
 //! | `contoso`   | `c0a7050c-0000-4000-8000-000000000001` |
 //! | `fabrikam`  | `fab1ca70-0000-4000-8000-000000000002` |
 //! | `northwind` | `4e077d00-0000-4000-8000-000000000003` |
+//! | `woodgrove` | `b00d6a0e-0000-4000-8000-000000000004` |
+//!
+//! `woodgrove` is the outsider: its tokens are valid, but the local stack admits it on no route,
+//! so it shows what a real customer of the issuer that nobody onboarded gets (403, not 401).
 //!
 //! Roles: `query` (read-only tools), `billing` (payments, plan changes), `security` (security
 //! logs, account unlock).
@@ -37,16 +41,18 @@ pub const SUBJECT: &str = "alice";
 pub const CONTOSO: &str = "c0a7050c-0000-4000-8000-000000000001";
 pub const FABRIKAM: &str = "fab1ca70-0000-4000-8000-000000000002";
 pub const NORTHWIND: &str = "4e077d00-0000-4000-8000-000000000003";
+pub const WOODGROVE: &str = "b00d6a0e-0000-4000-8000-000000000004";
 
 /// The roles of the platform, least powerful first.
 pub const ROLES: [&str; 3] = ["query", "billing", "security"];
 
-/// `contoso`, `fabrikam` and `northwind`.
+/// `contoso`, `fabrikam`, `northwind` and `woodgrove`.
 pub fn tenants() -> Vec<Tenant> {
     [
         ("contoso", CONTOSO),
         ("fabrikam", FABRIKAM),
         ("northwind", NORTHWIND),
+        ("woodgrove", WOODGROVE),
     ]
     .into_iter()
     .map(|(name, tid)| Tenant::new(name, tid))

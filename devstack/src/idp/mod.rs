@@ -625,7 +625,11 @@ mod tests {
     #[test]
     fn default_clients_cover_every_tenant_and_role() {
         let clients = defaults::clients();
-        assert_eq!(clients.len(), 10);
+        assert_eq!(
+            clients.len(),
+            4 * 3 + 1,
+            "a client per tenant and role, and admin"
+        );
         let billing = clients
             .iter()
             .find(|c| c.client_id == "fabrikam-billing")
