@@ -92,20 +92,30 @@ impl TokenArgs {
     }
 }
 
-/// `devstack` with no subcommand: the identity provider and the services wired to it.
+/// `devstack` with no subcommand: the identity provider, the two tools services and the gateway
+/// in front of them (see [`crate::topology`]).
+///
+/// The databases live in the data folder (`contoso.db`, `fabrikam.db`), beside the IdP key: a
+/// single `DB_PATH` cannot name two databases, and one folder holding the whole stack's state is
+/// one folder to delete for a fresh start. The tools service's own settings that devstack does
+/// not set per backend (`FORCE_SEED`, `TROUBLESHOOT_STEP_MS`, ...) apply to both backends.
 #[derive(Debug, Clone, Args)]
 pub struct StackArgs {
     /// Identity provider address (its issuer URL is `http://` + this).
     #[arg(long, env = "IDP_BIND_ADDR", default_value = "127.0.0.1:4444")]
     pub idp_bind: SocketAddr,
 
-    /// Tools service address.
+    /// The Contoso tools service's own address (reached directly only for debugging).
     #[arg(long, env = "TOOLS_BIND_ADDR", default_value = "127.0.0.1:8001")]
     pub tools_bind: SocketAddr,
 
-    /// Tools service database.
-    #[arg(long, env = "DB_PATH", default_value = "data/contoso.db")]
-    pub db_path: PathBuf,
+    /// The Fabrikam tools service's own address (reached directly only for debugging).
+    #[arg(long, env = "FABRIKAM_BIND_ADDR", default_value = "127.0.0.1:8002")]
+    pub fabrikam_bind: SocketAddr,
+
+    /// The gateway's address: where MCP clients connect (`/contoso-mcp/mcp`, `/fabrikam-mcp/mcp`).
+    #[arg(long, env = "GATEWAY_BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub gateway_bind: SocketAddr,
 
     /// Lifetime of the sample tokens printed at start, in seconds.
     #[arg(long, default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
@@ -204,6 +214,8 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.stack.idp_bind.to_string(), "127.0.0.1:4444");
         assert_eq!(cli.stack.tools_bind.to_string(), "127.0.0.1:8001");
+        assert_eq!(cli.stack.fabrikam_bind.to_string(), "127.0.0.1:8002");
+        assert_eq!(cli.stack.gateway_bind.to_string(), "127.0.0.1:8080");
         assert_eq!(
             cli.stack.data.key_file(),
             PathBuf::from("data/devstack/idp-signing-key.pem")

@@ -2,16 +2,20 @@
 //!
 //! - [`idp`]: the development OpenID Connect identity provider, which signs real RS256 tokens
 //!   for the development tenants and clients; tests spawn it on `127.0.0.1:0`.
-//! - [`stack`]: `devstack` with no arguments: the identity provider and the tools service
-//!   wired to it, authentication on, on fixed ports;
+//! - [`topology`]: the multi-tenant topology the stack runs: two tools-service backends, the
+//!   tenants each admits, and the gateway configuration in front of them;
+//! - [`stack`]: `devstack` with no arguments: the identity provider, both backends and the
+//!   gateway, wired together with authentication on, on fixed ports, and the banner it prints;
 //! - [`config`]: the `devstack` command line.
 //!
 //! [`token`] and [`run_idp`] are what the `devstack token` and `devstack idp` subcommands do.
 
+mod banner;
 pub mod config;
 mod error;
 pub mod idp;
 pub mod stack;
+pub mod topology;
 
 use std::future::Future;
 

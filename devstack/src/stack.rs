@@ -1,22 +1,29 @@
 //! `devstack` with no arguments: the whole local platform with authentication on.
 //!
-//! Starts the development identity provider and the tools service in this process, the
-//! service verifying tokens of that provider exactly as it would verify Entra ID's, waits until
-//! the service is ready, and returns the MCP URL and a ready-to-paste token per role. Later
-//! services (gateway, agents) join here.
+//! Starts, in this process, the development identity provider, the two tools-service backends
+//! of [`crate::topology`] and the gateway in front of them, every service verifying tokens of
+//! that provider exactly as it would verify Entra ID's. It binds every port before starting
+//! anything, waits until each backend is ready and the gateway answers, and returns the URLs and
+//! a ready-to-paste token per tenant and per Contoso role. Later services (agents) join here.
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::StackArgs,
     idp::{self, IdpConfig, KeySource, TokenSpec, defaults},
+    topology::{self, Backend},
 };
 
-/// The sample users whose tokens are printed: one per role, and one with every role.
+/// The Contoso users whose tokens are printed: one per role, and one with every role.
 pub const SAMPLE_USERS: [(&str, &[&str]); 4] = [
     ("query-user", &["query"]),
     ("billing-user", &["billing"]),
@@ -24,144 +31,272 @@ pub const SAMPLE_USERS: [(&str, &[&str]); 4] = [
     ("admin", &["query", "billing", "security"]),
 ];
 
+/// The user whose token is printed for each tenant other than Contoso: enough to see which
+/// routes the tenant reaches, without handing out write access nobody asked for.
+pub const OTHER_TENANT_USER: (&str, &[&str]) = ("query-user", &["query"]);
+
+/// How long a service may take to become ready (seeding a fresh database included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A running stack. Dropping it does not stop it; call [`RunningStack::stop`].
 #[derive(Debug)]
 pub struct RunningStack {
+    /// The identity provider's issuer, which is also its base URL.
     pub issuer: String,
-    pub mcp_url: String,
-    /// `(subject, roles, token)` of each sample user.
-    pub tokens: Vec<(String, Vec<String>, String)>,
+    /// Where clients reach the gateway, e.g. `http://127.0.0.1:8080`.
+    pub gateway_url: String,
+    /// One per backend, in [`topology::BACKENDS`] order.
+    pub backends: Vec<RunningBackend>,
+    pub tokens: Vec<SampleToken>,
     stop: CancellationToken,
     idp_task: JoinHandle<Result<(), crate::Error>>,
-    tools_task: JoinHandle<anyhow::Result<()>>,
+    backend_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    gateway_task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Starts the stack and returns once the tools service answers `/readyz`.
+/// A backend as started: where to reach it through the gateway, and directly.
+#[derive(Debug)]
+pub struct RunningBackend {
+    pub backend: &'static Backend,
+    /// Its MCP endpoint through the gateway: what clients use.
+    pub mcp_url: String,
+    /// Its own MCP endpoint, past the gateway: for debugging a backend, with only the backend's
+    /// own checks in the way.
+    pub direct_mcp_url: String,
+    pub db_path: PathBuf,
+}
+
+/// A token printed at start.
+#[derive(Debug, Clone)]
+pub struct SampleToken {
+    /// The tenant's name (`contoso`); its tid is in the token.
+    pub tenant: String,
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub token: String,
+}
+
+impl RunningStack {
+    /// The running backend called `name` (`contoso`, `fabrikam`).
+    pub fn backend(&self, name: &str) -> Option<&RunningBackend> {
+        self.backends.iter().find(|b| b.backend.name == name)
+    }
+
+    /// The first sample token of the tenant called `tenant`.
+    pub fn token_of(&self, tenant: &str) -> Option<&str> {
+        self.tokens
+            .iter()
+            .find(|t| t.tenant == tenant)
+            .map(|t| t.token.as_str())
+    }
+
+    /// What `devstack` prints for its user.
+    pub fn banner(&self) -> String {
+        crate::banner::Banner(self).to_string()
+    }
+
+    /// Stops every service and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.gateway_task.await.context("gateway task")??;
+        for (task, backend) in self.backend_tasks.into_iter().zip(&self.backends) {
+            task.await
+                .with_context(|| format!("{} tools service task", backend.backend.label))??;
+        }
+        self.idp_task.await.context("identity provider task")??;
+        Ok(())
+    }
+}
+
+/// Starts the stack and returns once every backend answers `/readyz` and the gateway answers
+/// each route's metadata. On an error, whatever had started is stopped.
 pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
-    let stop = CancellationToken::new();
-    let idp_listener = TcpListener::bind(args.idp_bind).await.with_context(|| {
-        format!(
-            "cannot listen on {} (IDP_BIND_ADDR) for the identity provider",
-            args.idp_bind
-        )
-    })?;
-    let issuer = format!("http://{}", idp_listener.local_addr()?);
+    // Every port first, so a taken one fails the start before anything runs, naming its setting.
+    let idp_listener = bind(args.idp_bind, "IDP_BIND_ADDR", "the identity provider").await?;
+    let backend_binds = [
+        (&topology::CONTOSO, args.tools_bind),
+        (&topology::FABRIKAM, args.fabrikam_bind),
+    ];
+    let mut backend_listeners = Vec::with_capacity(backend_binds.len());
+    for (backend, addr) in backend_binds {
+        let what = format!("the {} tools service", backend.label);
+        let listener = bind(addr, backend.bind_setting, &what).await?;
+        backend_listeners.push((backend, local_addr(&listener)?, listener));
+    }
+    let gateway_listener = bind(args.gateway_bind, "GATEWAY_BIND_ADDR", "the gateway").await?;
+
+    // Then every configuration, so a bad one fails the start before anything runs too.
+    let issuer = format!("http://{}", topology::dialable(local_addr(&idp_listener)?));
     let idp_config = IdpConfig {
         issuer: Some(issuer.clone()),
         key: KeySource::File(args.data.key_file()),
         ..IdpConfig::default()
     };
     let idp = idp::Idp::new(idp_config.clone())?;
-    let idp_stop = stop.clone();
-    let idp_task = tokio::spawn(idp::serve(idp_listener, idp_config, async move {
-        idp_stop.cancelled().await
-    }));
-
-    let tools_listener = TcpListener::bind(args.tools_bind).await.with_context(|| {
-        format!(
-            "cannot listen on {} (TOOLS_BIND_ADDR) for the tools service",
-            args.tools_bind
-        )
-    })?;
-    let tools_addr = tools_listener.local_addr()?;
-    let tools_config = tools_service::Config::try_parse_from_args([
-        "--bind-addr".to_owned(),
-        tools_addr.to_string(),
-        "--db-path".to_owned(),
-        args.db_path.display().to_string(),
-        "--auth-issuer".to_owned(),
-        issuer.clone(),
-        "--mcp-api-audience".to_owned(),
-        defaults::AUDIENCE.to_owned(),
-        // Whatever the environment says, devstack runs with verified tokens.
-        "--disable-auth".to_owned(),
-        "false".to_owned(),
-        "--use-passthrough-auth".to_owned(),
-        "false".to_owned(),
-    ])?
-    .into_valid()?;
-    let tools_stop = stop.clone();
-    let tools_task = tokio::spawn(tools_service::run(
-        tools_config,
-        tools_listener,
-        async move { tools_stop.cancelled().await },
-    ));
-    wait_ready(&format!("http://{tools_addr}/readyz"), &tools_task).await?;
-
-    let lifetime = Duration::from_secs(args.token_lifetime_secs);
-    let tokens = SAMPLE_USERS
+    let mut backends = Vec::with_capacity(backend_listeners.len());
+    for (backend, addr, listener) in backend_listeners {
+        let db_path = args.data.data_dir.join(backend.db_file());
+        let config = backend.service_config(addr, &db_path, &issuer)?;
+        backends.push((backend, addr, db_path, config, listener));
+    }
+    let upstreams: Vec<(&Backend, SocketAddr)> = backends
         .iter()
-        .map(|(subject, roles)| {
-            let spec = TokenSpec {
-                lifetime,
-                ..TokenSpec::new(defaults::CONTOSO, roles.iter().copied(), subject)
-            };
+        .map(|(backend, addr, ..)| (*backend, *addr))
+        .collect();
+    let gateway_config =
+        topology::gateway_config(local_addr(&gateway_listener)?, &issuer, &upstreams)
+            .context("the gateway configuration devstack generated")?;
+
+    let stop = CancellationToken::new();
+    // Until the stack is handed over, an early return stops whatever already runs.
+    let stop_on_failure = stop.clone().drop_guard();
+    let idp_task = tokio::spawn(idp::serve(idp_listener, idp_config, stop_signal(&stop)));
+
+    let mut running = Vec::with_capacity(backends.len());
+    let mut backend_tasks = Vec::with_capacity(backends.len());
+    for (backend, addr, db_path, config, listener) in backends {
+        backend_tasks.push(tokio::spawn(tools_service::run(
+            config,
+            listener,
+            stop_signal(&stop),
+        )));
+        let base = format!("http://{}", topology::dialable(addr));
+        running.push((backend, base, db_path));
+    }
+    for ((backend, base, _), task) in running.iter().zip(&mut backend_tasks) {
+        let what = format!("the {} tools service", backend.label);
+        wait_until_ok(&what, &format!("{base}/readyz"), task).await?;
+    }
+
+    // After the backends are ready, so the gateway's first health checks find them serving.
+    let gateway_url = gateway_config.public_base_url.clone();
+    let route_urls: Vec<(String, String)> = gateway_config
+        .routes
+        .iter()
+        .map(|r| {
             (
-                subject.to_string(),
-                roles.iter().map(|r| r.to_string()).collect(),
-                idp.mint(&spec),
+                gateway_config.resource_url(r),
+                gateway_config.metadata_url(r),
             )
         })
         .collect();
+    let mut gateway_task = tokio::spawn(gateway::run(
+        gateway_config,
+        gateway_listener,
+        stop_signal(&stop),
+    ));
+    for (_, metadata_url) in &route_urls {
+        wait_until_ok("the gateway", metadata_url, &mut gateway_task).await?;
+    }
+
+    let backends = running
+        .into_iter()
+        .zip(route_urls)
+        .map(|((backend, base, db_path), (mcp_url, _))| RunningBackend {
+            backend,
+            mcp_url,
+            direct_mcp_url: format!("{base}/mcp"),
+            db_path,
+        })
+        .collect();
+    let tokens = sample_tokens(&idp, Duration::from_secs(args.token_lifetime_secs));
+    stop_on_failure.disarm();
     Ok(RunningStack {
         issuer,
-        mcp_url: format!("http://{tools_addr}/mcp"),
+        gateway_url,
+        backends,
         tokens,
         stop,
         idp_task,
-        tools_task,
+        backend_tasks,
+        gateway_task,
     })
 }
 
-/// Polls `/readyz` until it answers 200; fails if the service task ends first or after 60 s.
-async fn wait_ready(url: &str, task: &JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+/// Binds `addr`, or says which setting named the address that could not be bound.
+async fn bind(addr: SocketAddr, setting: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({setting}) for {what}"))
+}
+
+fn local_addr(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+    listener
+        .local_addr()
+        .context("reading the address of a bound listener")
+}
+
+/// A shutdown future for one service: completes when the stack stops.
+fn stop_signal(stop: &CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    stop.clone().cancelled_owned()
+}
+
+/// Every Contoso sample user, then one user of every other development tenant.
+fn sample_tokens(idp: &idp::Idp, lifetime: Duration) -> Vec<SampleToken> {
+    let contoso = SAMPLE_USERS.iter().map(|user| (defaults::CONTOSO, *user));
+    let others = idp
+        .tenants()
+        .iter()
+        .filter(|t| t.tid != defaults::CONTOSO)
+        .map(|t| (t.tid.as_str(), OTHER_TENANT_USER));
+    contoso
+        .chain(others)
+        .map(|(tid, (subject, roles))| {
+            let spec = TokenSpec {
+                lifetime,
+                ..TokenSpec::new(tid, roles.iter().copied(), subject)
+            };
+            SampleToken {
+                tenant: tenant_name(idp, tid),
+                subject: subject.to_owned(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                token: idp.mint(&spec),
+            }
+        })
+        .collect()
+}
+
+/// The name the identity provider knows tenant `tid` by, or the tid itself.
+fn tenant_name(idp: &idp::Idp, tid: &str) -> String {
+    idp.tenants()
+        .iter()
+        .find(|t| t.tid == tid)
+        .map_or_else(|| tid.to_owned(), |t| t.name.clone())
+}
+
+/// Polls `url` until it answers 200. Fails with the service's own error if its task ends first,
+/// or after [`START_TIMEOUT`].
+async fn wait_until_ok(
+    what: &str,
+    url: &str,
+    task: &mut JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    // Our own services on our own addresses: a proxy from the environment has no business here.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building an HTTP client")?;
     let started = Instant::now();
     loop {
         if task.is_finished() {
-            bail!("the tools service stopped during start-up (see the log above)");
+            return Err(match task.await {
+                Ok(Err(error)) => error.context(format!("{what} stopped during start-up")),
+                Ok(Ok(())) => anyhow!("{what} stopped during start-up"),
+                Err(join) => anyhow::Error::new(join).context(format!("{what} failed")),
+            });
         }
         if let Ok(response) = http.get(url).send().await
             && response.status().is_success()
         {
             return Ok(());
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the tools service was not ready after 60 s ({url})");
+        if started.elapsed() > START_TIMEOUT {
+            bail!(
+                "{what} was not ready after {} s ({url})",
+                START_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl RunningStack {
-    /// What `devstack` prints for its user.
-    pub fn banner(&self) -> String {
-        let mut text = format!(
-            "\ndevstack is running (authentication ON)\n\n  identity provider  {}  (discovery: {}/.well-known/openid-configuration)\n  tools service MCP  {}\n\nSample tokens of tenant contoso ({}); send as `Authorization: Bearer <token>`:\n",
-            self.issuer,
-            self.issuer,
-            self.mcp_url,
-            defaults::CONTOSO,
-        );
-        for (subject, roles, token) in &self.tokens {
-            text.push_str(&format!(
-                "\n  {subject} [{}]\n  {token}\n",
-                roles.join(", ")
-            ));
-        }
-        text.push_str(
-            "\nMore tokens: devstack token --tenant contoso --roles query,security [--sub alice]\n\
-             Client credentials: POST <identity provider>/token with client_id contoso-query and \
-             client_secret contoso-query-secret (likewise <tenant>-<role> for fabrikam, northwind and billing, security)\n",
-        );
-        text
-    }
-
-    /// Stops both services and waits for them.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.tools_task.await.context("tools service task")??;
-        self.idp_task.await.context("identity provider task")??;
-        Ok(())
     }
 }

@@ -1,34 +1,24 @@
-//! `devstack` with no arguments, in process: the identity provider and the tools service come
-//! up wired together with authentication on, and the printed sample tokens work as their roles
-//! say.
+//! `devstack` with no arguments, in process: the identity provider, the Contoso and Fabrikam
+//! tools services and the gateway come up wired together with authentication on. Through the
+//! gateway, with real MCP calls: every tenant reaches exactly the routes the topology gives it,
+//! the printed tokens work as their roles say, and the two backends serve different data.
 
 use devstack::{
     config::{DataArgs, StackArgs},
-    stack,
+    idp::defaults,
+    stack::{self, RunningStack},
 };
 use serde_json::{Value, json};
 use shared::config::{LogFormat, TelemetryArgs};
 
-async fn list_tools(url: &str, token: Option<&str>) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("request")
-}
-
-#[tokio::test]
-async fn the_stack_serves_the_tools_to_the_printed_tokens() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = stack::start(StackArgs {
-        idp_bind: "127.0.0.1:0".parse().expect("addr"),
-        tools_bind: "127.0.0.1:0".parse().expect("addr"),
-        db_path: dir.path().join("contoso.db"),
+/// Settings for the stack on `127.0.0.1:0` ports with its state in `dir`.
+fn args(dir: &tempfile::TempDir) -> StackArgs {
+    let any_port = || "127.0.0.1:0".parse().expect("addr");
+    StackArgs {
+        idp_bind: any_port(),
+        tools_bind: any_port(),
+        fabrikam_bind: any_port(),
+        gateway_bind: any_port(),
         token_lifetime_secs: 600,
         data: DataArgs {
             data_dir: dir.path().join("devstack"),
@@ -37,25 +27,207 @@ async fn the_stack_serves_the_tools_to_the_printed_tokens() {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
         },
-    })
-    .await
-    .expect("stack starts");
+    }
+}
 
-    let banner = running.banner();
-    assert!(banner.contains(&running.mcp_url) && banner.contains("authentication ON"));
-    let anonymous = list_tools(&running.mcp_url, None).await;
+async fn start(dir: &tempfile::TempDir) -> RunningStack {
+    stack::start(args(dir)).await.expect("stack starts")
+}
+
+/// An MCP JSON-RPC POST; the service is stateless, so no `initialize` comes first.
+async fn mcp(url: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request")
+}
+
+/// `get_customer_detail` of `customer_id` at `url`: the status and the body.
+async fn customer(url: &str, token: &str, customer_id: i64) -> (u16, Value) {
+    let response = mcp(
+        url,
+        Some(token),
+        json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get_customer_detail", "arguments": {"customer_id": customer_id}},
+        }),
+    )
+    .await;
+    // The service answers plain JSON (not SSE) to calls that report no progress; refusals are
+    // JSON too.
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// The customer a successful `get_customer_detail` returned.
+fn customer_of(body: &Value) -> &Value {
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    &body["result"]["structuredContent"]
+}
+
+#[tokio::test]
+async fn each_tenant_reaches_exactly_its_routes_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(&dir).await;
+    let contoso = running.backend("contoso").expect("contoso backend");
+    let fabrikam = running.backend("fabrikam").expect("fabrikam backend");
+    assert!(contoso.mcp_url.starts_with(&running.gateway_url));
+    assert!(contoso.mcp_url.ends_with("/contoso-mcp/mcp"));
+    assert!(fabrikam.mcp_url.ends_with("/fabrikam-mcp/mcp"));
+
+    let expected = [
+        ("contoso", true, false),
+        ("fabrikam", false, true),
+        ("northwind", true, true),
+        ("woodgrove", false, false),
+    ];
+    for (tenant, reaches_contoso, reaches_fabrikam) in expected {
+        let token = running
+            .token_of(tenant)
+            .expect("a printed token per tenant");
+        for (route, reaches) in [(contoso, reaches_contoso), (fabrikam, reaches_fabrikam)] {
+            let (status, body) = customer(&route.mcp_url, token, 251).await;
+            let name = route.backend.name;
+            if reaches {
+                assert_eq!(status, 200, "{tenant} on {name}: {body}");
+                assert_eq!(customer_of(&body)["first_name"], "John", "{body}");
+            } else {
+                assert_eq!(status, 403, "{tenant} on {name}: {body}");
+                assert_eq!(
+                    body["error"], "tenant_not_allowed",
+                    "the gateway refused {tenant} on {name}, not the backend: {body}"
+                );
+            }
+        }
+    }
+
+    // Past the gateway the backend applies the same list itself.
+    let woodgrove = running.token_of("woodgrove").expect("woodgrove token");
+    let fabrikam_token = running.token_of("fabrikam").expect("fabrikam token");
+    for (token, url) in [
+        (woodgrove, &contoso.direct_mcp_url),
+        (woodgrove, &fabrikam.direct_mcp_url),
+        (fabrikam_token, &contoso.direct_mcp_url),
+    ] {
+        let (status, body) = customer(url, token, 251).await;
+        assert_eq!(status, 403, "{url}: {body}");
+        assert_eq!(body["error"], "forbidden", "the backend refused: {body}");
+    }
+    let anonymous = mcp(
+        &contoso.mcp_url,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
     assert_eq!(anonymous.status(), 401, "authentication is on");
+    running.stop().await.expect("stops cleanly");
+}
 
-    for (subject, roles, token) in &running.tokens {
+#[tokio::test]
+async fn the_two_backends_serve_different_random_customers_and_the_same_scenarios() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(&dir).await;
+    let northwind = running.token_of("northwind").expect("northwind token");
+    let (contoso, fabrikam) = (
+        running.backend("contoso").expect("contoso"),
+        running.backend("fabrikam").expect("fabrikam"),
+    );
+    let person = |c: &Value| {
+        ["first_name", "last_name", "email", "phone", "address"].map(|k| c[k].to_string())
+    };
+
+    let (_, at_contoso) = customer(&contoso.mcp_url, northwind, 1).await;
+    let (_, at_fabrikam) = customer(&fabrikam.mcp_url, northwind, 1).await;
+    let (at_contoso, at_fabrikam) = (customer_of(&at_contoso), customer_of(&at_fabrikam));
+    assert_eq!(at_contoso["id"], 1);
+    assert_eq!(at_fabrikam["id"], 1);
+    assert_ne!(
+        person(at_contoso),
+        person(at_fabrikam),
+        "customer 1 is someone else at each company"
+    );
+
+    let (_, john_contoso) = customer(&contoso.mcp_url, northwind, 251).await;
+    let (_, john_fabrikam) = customer(&fabrikam.mcp_url, northwind, 251).await;
+    assert_eq!(
+        person(customer_of(&john_contoso)),
+        person(customer_of(&john_fabrikam)),
+        "the scenario customers are the same everywhere"
+    );
+
+    // Fabrikam has fewer random customers: its customer 200 does not exist.
+    let (status, missing) = customer(&fabrikam.mcp_url, northwind, 200).await;
+    assert_eq!(status, 200);
+    assert_eq!(missing["result"]["isError"], true, "{missing}");
+    let (_, present) = customer(&contoso.mcp_url, northwind, 200).await;
+    customer_of(&present);
+    running.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn the_banner_lists_every_url_and_token_and_the_contoso_tokens_work_by_role() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(&dir).await;
+    let banner = running.banner();
+    assert!(banner.contains("authentication ON"), "{banner}");
+    assert!(banner.contains(&running.issuer), "{banner}");
+    for backend in &running.backends {
+        assert!(banner.contains(&backend.mcp_url), "{banner}");
+        assert!(banner.contains(&backend.direct_mcp_url), "{banner}");
+    }
+    for tid in [
+        defaults::CONTOSO,
+        defaults::FABRIKAM,
+        defaults::NORTHWIND,
+        defaults::WOODGROVE,
+    ] {
+        let row = banner
+            .lines()
+            .find(|l| l.contains(tid))
+            .unwrap_or_else(|| panic!("a row for {tid} in {banner}"));
+        let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
+        let expected = match tid {
+            defaults::CONTOSO => ["yes", "403"],
+            defaults::FABRIKAM => ["403", "yes"],
+            defaults::NORTHWIND => ["yes", "yes"],
+            _ => ["403", "403"],
+        };
+        assert_eq!(cells, expected, "{row}");
+    }
+    let tenants: Vec<&str> = running.tokens.iter().map(|t| t.tenant.as_str()).collect();
+    for tenant in ["contoso", "fabrikam", "northwind", "woodgrove"] {
         assert!(
-            banner.contains(token.as_str()),
+            tenants.contains(&tenant),
+            "a token of {tenant}: {tenants:?}"
+        );
+    }
+
+    let contoso_url = &running.backend("contoso").expect("contoso").mcp_url;
+    let contoso_tokens = running.tokens.iter().filter(|t| t.tenant == "contoso");
+    assert_eq!(contoso_tokens.clone().count(), stack::SAMPLE_USERS.len());
+    for sample in contoso_tokens {
+        let (subject, roles) = (&sample.subject, &sample.roles);
+        assert!(
+            banner.contains(sample.token.as_str()),
             "{subject}'s token is printed"
         );
-        let body: Value = list_tools(&running.mcp_url, Some(token))
-            .await
-            .json()
-            .await
-            .expect("json");
+        let body: Value = mcp(
+            contoso_url,
+            Some(&sample.token),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON body");
         let names: Vec<&str> = body["result"]["tools"]
             .as_array()
             .expect("tools")
@@ -71,4 +243,38 @@ async fn the_stack_serves_the_tools_to_the_printed_tokens() {
         assert_eq!(names.contains(&"unlock_account"), expected == 19);
     }
     running.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_taken_port_fails_the_start_naming_its_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = taken.local_addr().expect("address");
+    for (setting, args) in [
+        (
+            "FABRIKAM_BIND_ADDR",
+            StackArgs {
+                fabrikam_bind: addr,
+                ..args(&dir)
+            },
+        ),
+        (
+            "GATEWAY_BIND_ADDR",
+            StackArgs {
+                gateway_bind: addr,
+                ..args(&dir)
+            },
+        ),
+    ] {
+        let error = stack::start(args).await.expect_err("the port is taken");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(setting) && message.contains(&addr.to_string()),
+            "{message}"
+        );
+    }
+    // Ports are bound before anything starts: no database was created.
+    assert!(!dir.path().join("devstack/contoso.db").exists());
 }

@@ -1,0 +1,113 @@
+//! What `devstack` prints once the stack runs: where each service is, which tenant reaches which
+//! route, and tokens to paste. Kept apart from starting the stack because it is only text; the
+//! tests read it the way a person does.
+
+use std::fmt;
+
+use crate::{
+    idp::defaults,
+    stack::RunningStack,
+    topology::{self, BACKENDS},
+};
+
+/// [`RunningStack`] as the text of its banner.
+pub(crate) struct Banner<'a>(pub(crate) &'a RunningStack);
+
+impl fmt::Display for Banner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stack = self.0;
+        writeln!(f, "\ndevstack is running (authentication ON)\n")?;
+        writeln!(
+            f,
+            "  identity provider  {}  (discovery: {}/.well-known/openid-configuration)\n",
+            stack.issuer, stack.issuer
+        )?;
+
+        writeln!(f, "MCP through the gateway (what clients use):")?;
+        let name_width = column_width(stack.backends.iter().map(|b| b.backend.name));
+        for running in &stack.backends {
+            writeln!(
+                f,
+                "  {:name_width$}  {}",
+                running.backend.name, running.mcp_url
+            )?;
+        }
+
+        writeln!(
+            f,
+            "\nBackends directly (debugging only: past the gateway, only the backend's own checks):"
+        )?;
+        let label_width = column_width(stack.backends.iter().map(|b| b.backend.label));
+        for running in &stack.backends {
+            writeln!(
+                f,
+                "  {:label_width$}  {}  ({} random customers + scenario customers 251-259, {})",
+                running.backend.label,
+                running.direct_mcp_url,
+                running.backend.customers,
+                running.db_path.display()
+            )?;
+        }
+
+        writeln!(
+            f,
+            "\nWho reaches which route (others get 403; {} calls per minute per tenant and route):",
+            topology::RATE_LIMIT_PER_MINUTE
+        )?;
+        let tenants = defaults::tenants();
+        let tenant_width = column_width(tenants.iter().map(|t| t.name.as_str()).chain(["tenant"]));
+        let tid_width = column_width(tenants.iter().map(|t| t.tid.as_str()));
+        write!(f, "  {:tenant_width$}  {:tid_width$}", "tenant", "tid")?;
+        for backend in BACKENDS {
+            write!(f, "  {}", backend.prefix)?;
+        }
+        writeln!(f)?;
+        for tenant in &tenants {
+            write!(
+                f,
+                "  {:tenant_width$}  {:tid_width$}",
+                tenant.name, tenant.tid
+            )?;
+            let cells: Vec<String> = BACKENDS
+                .iter()
+                .map(|backend| {
+                    let cell = if backend.admits(&tenant.tid) {
+                        "yes"
+                    } else {
+                        "403"
+                    };
+                    format!("{cell:width$}", width = backend.prefix.len())
+                })
+                .collect();
+            writeln!(f, "  {}", cells.join("  ").trim_end())?;
+        }
+
+        writeln!(
+            f,
+            "\nSample tokens; send as `Authorization: Bearer <token>`:"
+        )?;
+        for sample in &stack.tokens {
+            writeln!(
+                f,
+                "\n  {} / {} [{}]\n  {}",
+                sample.tenant,
+                sample.subject,
+                sample.roles.join(", "),
+                sample.token
+            )?;
+        }
+        writeln!(
+            f,
+            "\nMore tokens: devstack token --tenant northwind --roles query,billing [--sub alice]\n\
+             Client credentials: POST {}/token with client_id contoso-query and client_secret \
+             contoso-query-secret (likewise <tenant>-<role> for every tenant above and the roles \
+             billing, security)",
+            stack.issuer
+        )
+    }
+}
+
+/// The width of the widest of `cells`, for a column that lines up.
+fn column_width<'a>(cells: impl Iterator<Item = &'a str>) -> usize {
+    cells.map(str::len).max().unwrap_or(0)
+}

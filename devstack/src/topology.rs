@@ -1,0 +1,281 @@
+//! The multi-tenant topology `devstack` runs, as data: the two tools-service backends, the
+//! tenants each admits, the data each serves, and the configurations of the backends and of the
+//! gateway in front of them.
+//!
+//! ```text
+//!                      ┌ /contoso-mcp  ─► Contoso tools service   (contoso, northwind)
+//! client ─► gateway ───┤
+//!                      └ /fabrikam-mcp ─► Fabrikam tools service  (fabrikam, northwind)
+//! ```
+//!
+//! `woodgrove` gets valid tokens but is on no list: it shows the 403 of a tenant nobody
+//! onboarded. Each backend's allow-list is written once here and used twice, by the gateway
+//! route and by the backend itself (`ALLOWED_TENANTS`), so a request that slips past the gateway
+//! (someone dialling a backend directly) meets the same rule. Nothing here binds a port, so
+//! the topology is tested without one.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+};
+
+use anyhow::Context;
+use gateway::config::{RawAuth, RawConfig, RawRoute};
+
+use crate::idp::defaults;
+
+/// One tools-service behind the gateway.
+#[derive(Debug)]
+pub struct Backend {
+    /// The gateway route's name, and the stem of the database file in the data folder.
+    pub name: &'static str,
+    /// The company it serves, for people reading the banner.
+    pub label: &'static str,
+    /// The gateway path prefix: `<gateway>/<prefix>/mcp` reaches this backend's `/mcp`.
+    pub prefix: &'static str,
+    /// Tenant ids admitted, by the gateway route and by the backend itself.
+    pub tenants: &'static [&'static str],
+    /// `SEED_RANDOM` of its database: backends seeded differently serve different random
+    /// customers under the same ids, so a caller can tell them apart through the gateway.
+    pub rng_seed: u64,
+    /// `SEED_CUSTOMER_COUNT` of its database.
+    pub customers: u32,
+    /// The setting naming its bind address, for errors about that address.
+    pub bind_setting: &'static str,
+}
+
+/// The tools service as it runs on its own (default seed and count), so what people learned
+/// from a standalone `tools-service` holds here.
+pub const CONTOSO: Backend = Backend {
+    name: "contoso",
+    label: "Contoso",
+    prefix: "/contoso-mcp",
+    tenants: &[defaults::CONTOSO, defaults::NORTHWIND],
+    rng_seed: tools_service::seed::DEFAULT_RNG_SEED,
+    customers: 250,
+    bind_setting: "TOOLS_BIND_ADDR",
+};
+
+/// A second company: other random customers, fewer of them, and the same nine scenario customers.
+pub const FABRIKAM: Backend = Backend {
+    name: "fabrikam",
+    label: "Fabrikam",
+    prefix: "/fabrikam-mcp",
+    tenants: &[defaults::FABRIKAM, defaults::NORTHWIND],
+    rng_seed: 0xFAB1CA,
+    customers: 120,
+    bind_setting: "FABRIKAM_BIND_ADDR",
+};
+
+/// Every backend, in the order routes are configured and printed.
+pub const BACKENDS: [&Backend; 2] = [&CONTOSO, &FABRIKAM];
+
+/// Calls per tenant per minute on each route: far above what a person at an MCP client does, low
+/// enough that a runaway loop meets a 429 locally as it would in API Management.
+pub const RATE_LIMIT_PER_MINUTE: u32 = 600;
+
+/// Between two health probes of a backend. The backends run in this process and go down only
+/// with it, and each probe is a log line at the default level: probing every few seconds would
+/// bury the log people read in noise.
+pub const HEALTH_CHECK_INTERVAL_MS: u64 = 30_000;
+
+impl Backend {
+    /// Whether tokens of tenant `tid` reach this backend.
+    pub fn admits(&self, tid: &str) -> bool {
+        self.tenants.contains(&tid)
+    }
+
+    /// Its database file's name in the data folder.
+    pub fn db_file(&self) -> String {
+        format!("{}.db", self.name)
+    }
+
+    /// The tools-service configuration of this backend on `addr` (the address its listener
+    /// got), its database at `db_path`, verifying tokens of `issuer`.
+    ///
+    /// Everything that must differ between the backends, or must hold whatever the environment
+    /// says, is passed as a flag: the service reads its environment for the flags not given, and
+    /// one process cannot give two services two `DB_PATH`s.
+    pub fn service_config(
+        &self,
+        addr: SocketAddr,
+        db_path: &Path,
+        issuer: &str,
+    ) -> anyhow::Result<tools_service::ValidConfig> {
+        let flags = [
+            ("--bind-addr", addr.to_string()),
+            ("--public-base-url", format!("http://{}", dialable(addr))),
+            ("--db-path", db_path.display().to_string()),
+            ("--seed-random", self.rng_seed.to_string()),
+            ("--seed-customer-count", self.customers.to_string()),
+            ("--auth-issuer", issuer.to_owned()),
+            ("--mcp-api-audience", defaults::AUDIENCE.to_owned()),
+            ("--allowed-tenants", self.tenants.join(",")),
+            // Whatever the environment says, devstack runs with verified tokens.
+            ("--disable-auth", "false".to_owned()),
+            ("--use-passthrough-auth", "false".to_owned()),
+        ];
+        let args = flags
+            .into_iter()
+            .flat_map(|(flag, value)| [flag.to_owned(), value]);
+        tools_service::Config::try_parse_from_args(args)
+            .map_err(anyhow::Error::new)
+            .and_then(|config| Ok(config.into_valid()?))
+            .with_context(|| format!("configuring the {} tools service", self.label))
+    }
+}
+
+/// The gateway listening on `listen` (the address its listener got) in front of `upstreams` (each
+/// backend with the address its listener got), accepting tokens of `issuer`.
+///
+/// Built as the raw configuration a TOML file would give and validated like one, so devstack's
+/// gateway passes the same checks as `apim/gateway.toml`.
+pub fn gateway_config(
+    listen: SocketAddr,
+    issuer: &str,
+    upstreams: &[(&Backend, SocketAddr)],
+) -> Result<gateway::Config, gateway::ConfigError> {
+    let routes = upstreams
+        .iter()
+        .map(|(backend, addr)| RawRoute {
+            name: Some(backend.name.to_owned()),
+            prefix: Some(backend.prefix.to_owned()),
+            upstreams: vec![dialable(*addr).to_string()],
+            allowed_tenants: backend.tenants.iter().map(|t| (*t).to_owned()).collect(),
+            rate_limit_per_minute: Some(RATE_LIMIT_PER_MINUTE),
+            health_check_interval_ms: Some(HEALTH_CHECK_INTERVAL_MS),
+            ..RawRoute::default()
+        })
+        .collect();
+    gateway::Config::validate(RawConfig {
+        listen: Some(listen.to_string()),
+        // The address clients reach: the metadata and `WWW-Authenticate` point there.
+        public_base_url: Some(format!("http://{}", dialable(listen))),
+        auth: Some(RawAuth {
+            issuer: Some(issuer.to_owned()),
+            audiences: vec![defaults::AUDIENCE.to_owned()],
+            leeway_secs: None,
+        }),
+        routes,
+    })
+}
+
+/// The address to dial for a listener bound to `addr`: the loopback address of the same family
+/// when it is bound to every interface (`0.0.0.0`, `::`), which is no address to connect to or
+/// to publish as a URL.
+pub fn dialable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("socket address")
+    }
+
+    fn local_gateway() -> gateway::Config {
+        gateway_config(
+            addr("127.0.0.1:8080"),
+            defaults::ISSUER,
+            &[
+                (&CONTOSO, addr("127.0.0.1:8001")),
+                (&FABRIKAM, addr("127.0.0.1:8002")),
+            ],
+        )
+        .expect("the generated gateway configuration is valid")
+    }
+
+    #[test]
+    fn each_tenant_reaches_the_routes_the_issue_asks_for() {
+        let gateway = local_gateway();
+        let reach = |tid: &str| -> Vec<&str> {
+            gateway
+                .routes
+                .iter()
+                .filter(|r| r.admits(tid))
+                .map(|r| r.name.as_str())
+                .collect()
+        };
+        assert_eq!(reach(defaults::CONTOSO), ["contoso"]);
+        assert_eq!(reach(defaults::FABRIKAM), ["fabrikam"]);
+        assert_eq!(reach(defaults::NORTHWIND), ["contoso", "fabrikam"]);
+        assert!(
+            reach(defaults::WOODGROVE).is_empty(),
+            "woodgrove reaches nothing"
+        );
+        for (route, backend) in gateway.routes.iter().zip(BACKENDS) {
+            assert_eq!(
+                route.allowed_tenants, backend.tenants,
+                "one list, used twice"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gateway_configuration_matches_the_bound_addresses() {
+        let gateway = local_gateway();
+        assert_eq!(gateway.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(gateway.auth.issuer, defaults::ISSUER);
+        assert_eq!(gateway.auth.audiences, [defaults::AUDIENCE]);
+        let contoso = &gateway.routes[0];
+        assert_eq!(contoso.prefix, "/contoso-mcp");
+        assert_eq!(contoso.upstreams, ["127.0.0.1:8001"]);
+        assert_eq!(
+            contoso.rate_limit_per_minute.map(|n| n.get()),
+            Some(RATE_LIMIT_PER_MINUTE)
+        );
+        assert_eq!(
+            gateway.resource_url(&gateway.routes[1]),
+            "http://127.0.0.1:8080/fabrikam-mcp/mcp"
+        );
+
+        let everywhere = gateway_config(
+            addr("0.0.0.0:8080"),
+            defaults::ISSUER,
+            &[(&CONTOSO, addr("0.0.0.0:8001"))],
+        )
+        .expect("valid");
+        assert_eq!(everywhere.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(everywhere.routes[0].upstreams, ["127.0.0.1:8001"]);
+    }
+
+    #[test]
+    fn backends_check_the_same_tenants_and_seed_different_data() {
+        let dir = Path::new("/tmp/devstack-topology");
+        let configs: Vec<_> = BACKENDS
+            .iter()
+            .map(|backend| {
+                backend
+                    .service_config(
+                        addr("127.0.0.1:0"),
+                        &dir.join(backend.db_file()),
+                        defaults::ISSUER,
+                    )
+                    .expect("valid tools-service configuration")
+            })
+            .collect();
+        for (valid, backend) in configs.iter().zip(BACKENDS) {
+            assert_eq!(valid.config.auth.allowed_tenants, backend.tenants);
+            assert_eq!(valid.config.seed_random, backend.rng_seed);
+            assert_eq!(valid.config.seed_customer_count, backend.customers);
+            assert_eq!(valid.config.db_path, dir.join(backend.db_file()));
+            assert!(!valid.config.auth.disable_auth);
+        }
+        assert_ne!(configs[0].config.seed_random, configs[1].config.seed_random);
+        assert_ne!(configs[0].config.db_path, configs[1].config.db_path);
+    }
+
+    #[test]
+    fn unspecified_addresses_are_dialled_on_loopback() {
+        assert_eq!(dialable(addr("0.0.0.0:1")), addr("127.0.0.1:1"));
+        assert_eq!(dialable(addr("[::]:1")), addr("[::1]:1"));
+        assert_eq!(dialable(addr("192.0.2.7:1")), addr("192.0.2.7:1"));
+    }
+}
