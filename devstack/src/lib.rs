@@ -6,7 +6,8 @@
 //!   tenants each admits, and the gateway configuration in front of them;
 //! - [`stack`]: `devstack` with no arguments: the identity provider, both backends and the
 //!   gateway, wired together with authentication on, on fixed ports, and the banner it prints;
-//! - [`config`]: the `devstack` command line.
+//! - [`config`]: the `devstack` command line;
+//! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`) share.
 //!
 //! [`token`] and [`run_idp`] are what the `devstack token` and `devstack idp` subcommands do.
 
@@ -14,6 +15,7 @@ mod banner;
 pub mod config;
 mod error;
 pub mod idp;
+pub mod load;
 pub mod stack;
 pub mod topology;
 

@@ -48,6 +48,11 @@ pub struct RenderApimArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Threads serving connections [default: one per CPU]. A gateway sharing a small machine
+    /// with its backends may do better with fewer: every thread it wakes is a context switch
+    /// the backends pay for.
+    #[arg(long, env = "GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     #[command(flatten)]
     pub telemetry: shared::config::TelemetryArgs,
 }

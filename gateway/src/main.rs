@@ -34,7 +34,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "{}", cli::summary(&config)).context("writing to stdout")?;
             drop(stdout);
             shared::telemetry::init(&args.telemetry)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.worker_threads {
+                runtime.worker_threads(usize::from(threads));
+            }
+            let runtime = runtime
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await

@@ -1,0 +1,238 @@
+//! What the benchmark programs (`tools-bench`, `gateway-bench`) share: starting a release binary
+//! of the workspace as a child process and learning its address, and a lean MCP load generator.
+//!
+//! Each simulated client is one keep-alive HTTP connection sending JSON-RPC `tools/call` POSTs
+//! as an MCP client of protocol 2025-11-25 does in stateless mode (initialize once, then calls
+//! with the `MCP-Protocol-Version` header). It is deliberately lean so that on a small machine the
+//! load generator takes as little CPU as possible from the servers it measures.
+
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+pub const PROTOCOL: &str = "2025-11-25";
+
+/// A workspace binary running as a child process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    /// `host:port` from its `listening on http://ADDR` line.
+    pub addr: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the process has exited")
+    }
+}
+
+/// The release binary `name` next to the running program (both live in `target/release`), or a
+/// clear error saying how to build it.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name(name);
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p {name}`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Starts `bin` with `args` and `env` and waits for the `listening on http://ADDR` line every
+/// service of the workspace prints once bound. Its output is drained (and dropped) from then on,
+/// so it never blocks on a full pipe.
+pub async fn spawn<I, K, V>(bin: &Path, args: &[&str], env: I) -> anyhow::Result<Process>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let mut child = Command::new(bin)
+        .args(args)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .with_context(|| format!("{} exited before listening", bin.display()))?;
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            // The address ends the line in text logs; in JSON logs a quote follows it.
+            break rest
+                .trim()
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Process { child, addr })
+}
+
+/// One JSON-RPC request; an HTTP error, a JSON-RPC error or a tool error is an `Err`.
+pub async fn rpc(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    params: Value,
+) -> anyhow::Result<Value> {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", PROTOCOL)
+        .body(serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        )?);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    if !response.status().is_success() {
+        bail!("HTTP {}", response.status());
+    }
+    let body: Value = serde_json::from_slice(&response.bytes().await?)?;
+    if body.get("error").is_some() || body["result"]["isError"] == json!(true) {
+        bail!("call failed: {body}");
+    }
+    Ok(body)
+}
+
+/// Polls `tools/list` at `url` until it answers; returns how long that took.
+pub async fn until_listing(
+    url: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        match rpc(&client, url, token, "tools/list", json!({})).await {
+            Ok(_) => return Ok(started.elapsed()),
+            Err(_) if started.elapsed() < timeout => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
+            Err(e) => return Err(e.context(format!("{url} did not list its tools"))),
+        }
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS:`, `VmHWM:`).
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    pub calls_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The name and arguments of the `n`th call.
+pub type Calls = Arc<dyn Fn(u64) -> (String, Value) + Send + Sync>;
+
+/// `concurrency` clients calling tools at `url` as fast as answers come, for one second of
+/// warm-up and then `seconds` of measurement.
+pub async fn drive(
+    url: &str,
+    token: Option<&str>,
+    concurrency: usize,
+    seconds: u64,
+    calls: Calls,
+) -> anyhow::Result<Measurement> {
+    let warmup = Duration::from_secs(1);
+    let window = Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let (url, token, calls) = (url.to_owned(), token.map(str::to_owned), calls.clone());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let token = token.as_deref();
+            let hello = json!({
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "devstack-bench", "version": "1"}
+            });
+            rpc(&client, &url, token, "initialize", hello).await?;
+            let mut latencies = Vec::new();
+            let mut n = worker as u64;
+            loop {
+                let (name, args) = calls(n);
+                n += concurrency as u64;
+                let t = Instant::now();
+                let params = json!({"name": name, "arguments": args});
+                rpc(&client, &url, token, "tools/call", params).await?;
+                let done = Instant::now();
+                if done - start > warmup + window {
+                    break;
+                }
+                if t - start >= warmup {
+                    latencies.push((done - t).as_micros() as u32);
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    if all.is_empty() {
+        bail!("no call completed within the measurement window");
+    }
+    all.sort_unstable();
+    let percentile =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    Ok(Measurement {
+        calls_per_s: all.len() as f64 / window.as_secs_f64(),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    })
+}
+
+/// The middle value (the upper middle of an even count); `None` when empty.
+pub fn median<T: PartialOrd + Copy>(values: &[T]) -> Option<T> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    sorted.get(sorted.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(3));
+        assert_eq!(median::<u32>(&[]), None);
+    }
+}
