@@ -1,0 +1,11 @@
+//! The agent service: domain expert agents exposed as MCP tools (`ask_billing_expert`,
+//! `ask_account_expert`, `ask_product_expert`). Each expert chains the tools service's tools over
+//! MCP with the caller's own bearer token, so it can never do what its caller could not.
+//!
+//! - [`memory`]: conversation turns, stored durably and keyed by tenant, subject and
+//!   conversation id, so a restart or a second replica continues a conversation;
+//! - [`upstream`]: the MCP client of the tools service: the tools a caller may use, calls with
+//!   the caller's token, progress relayed and cancellation passed on.
+
+pub mod memory;
+pub mod upstream;

@@ -1,0 +1,1 @@
+//! Conversation memory (see the crate docs).

@@ -1,0 +1,1 @@
+//! The MCP client of the tools service (see the crate docs).
