@@ -218,6 +218,38 @@ mod tests {
         }
     }
 
+    /// `apim/gateway.toml` is what API Management is rendered from; devstack must enforce the
+    /// same routes, tenants and limits, or the laptop would test a different product.
+    #[test]
+    fn devstack_enforces_what_apim_gateway_toml_renders() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../apim/gateway.toml");
+        let apim = gateway::Config::load(std::path::Path::new(file)).expect("apim/gateway.toml");
+        let local = local_gateway();
+        assert_eq!(local.listen, apim.listen);
+        assert_eq!(local.public_base_url, apim.public_base_url);
+        assert_eq!(local.auth, apim.auth);
+        assert_eq!(local.routes.len(), apim.routes.len());
+        for (ours, theirs) in local.routes.iter().zip(&apim.routes) {
+            assert_eq!(
+                (
+                    &ours.name,
+                    &ours.prefix,
+                    &ours.upstreams,
+                    &ours.allowed_tenants
+                ),
+                (
+                    &theirs.name,
+                    &theirs.prefix,
+                    &theirs.upstreams,
+                    &theirs.allowed_tenants
+                ),
+            );
+            assert_eq!(ours.rate_limit_per_minute, theirs.rate_limit_per_minute);
+            assert_eq!(ours.max_body_bytes, theirs.max_body_bytes);
+            assert_eq!(ours.read_timeout, theirs.read_timeout);
+        }
+    }
+
     #[test]
     fn the_gateway_configuration_matches_the_bound_addresses() {
         let gateway = local_gateway();

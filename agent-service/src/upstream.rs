@@ -1,1 +1,0 @@
-//! The MCP client of the tools service (see the crate docs).
