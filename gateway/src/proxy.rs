@@ -534,7 +534,7 @@ impl ProxyHttp for Gateway {
             tenant = ctx.tenant.as_deref().unwrap_or("-"),
             status,
             upstream = ctx.upstream.as_deref().unwrap_or("-"),
-            duration_ms = ctx.start.elapsed().as_secs_f64() * 1e3,
+            duration_us = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX),
             request_id = %ctx.request_id,
             error = error.map(|e| e.etype().as_str()),
             "{} {}",
