@@ -254,3 +254,40 @@ fn parse(set: JwkSet) -> KeyMap {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    /// Production issuers (Entra ID, any real OIDC provider) publish their keys over HTTPS: the
+    /// HTTP client must speak TLS. A server that accepts and says nothing shows which: a client
+    /// without TLS gives up on the scheme, one with TLS sends a ClientHello and waits for the
+    /// handshake.
+    #[tokio::test]
+    async fn the_http_client_speaks_tls() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut first = [0u8; 1];
+            socket.read_exact(&mut first).await.expect("a first byte");
+            first[0]
+        });
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let error = client
+            .get(format!("https://{addr}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .expect_err("the server never answers");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(2), server)
+            .await
+            .unwrap_or_else(|_| panic!("the client never connected: {error:?}"))
+            .expect("server task");
+        // 0x16: a TLS handshake record.
+        assert_eq!(first, 0x16, "not a TLS ClientHello; client error {error:?}");
+    }
+}
