@@ -70,6 +70,79 @@ pub struct HostGuardArgs {
     pub allowed_origins: Vec<String>,
 }
 
+/// The Azure OpenAI resource a service may use; each service names the deployment it needs
+/// (embeddings, chat) in a setting of its own and asks [`AzureOpenAiArgs::deployment`] for the
+/// complete picture.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AzureOpenAiArgs {
+    /// Azure OpenAI endpoint, e.g. `https://NAME.openai.azure.com`.
+    #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
+    pub azure_openai_endpoint: Option<String>,
+
+    /// Azure OpenAI API key.
+    #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
+    pub azure_openai_api_key: Option<Secret>,
+
+    /// Azure OpenAI REST API version.
+    #[arg(long, env = "AZURE_OPENAI_API_VERSION", default_value = "2024-10-21")]
+    pub azure_openai_api_version: String,
+}
+
+/// One Azure OpenAI deployment, every part of it checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureDeployment {
+    /// Without a trailing slash.
+    pub endpoint: String,
+    pub deployment: String,
+    pub api_version: String,
+    pub api_key: Secret,
+}
+
+impl AzureOpenAiArgs {
+    /// The deployment named by the service's own setting `deployment_variable` (value
+    /// `deployment`): `None` when that is unset, an error naming the variable at fault when the
+    /// rest is missing or malformed. `purpose` ("embeddings", "chat") completes the messages.
+    pub fn deployment(
+        &self,
+        deployment_variable: &'static str,
+        deployment: Option<&str>,
+        purpose: &str,
+    ) -> Result<Option<AzureDeployment>, ConfigError> {
+        let Some(deployment) = deployment.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let endpoint = self
+            .azure_openai_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "AZURE_OPENAI_ENDPOINT",
+                    format!("{deployment_variable} is set, so the endpoint must be set too"),
+                )
+            })?;
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(ConfigError::new(
+                "AZURE_OPENAI_ENDPOINT",
+                format!("{endpoint:?} is not an http(s) URL"),
+            ));
+        }
+        let api_key = self.azure_openai_api_key.clone().ok_or_else(|| {
+            ConfigError::new(
+                "AZURE_OPENAI_API_KEY",
+                format!("required for {purpose} (managed identity is not supported here yet)"),
+            )
+        })?;
+        Ok(Some(AzureDeployment {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            deployment: deployment.to_owned(),
+            api_version: self.azure_openai_api_version.clone(),
+            api_key,
+        }))
+    }
+}
+
 /// Parser for boolean settings given as flags or environment variables.
 pub fn boolish() -> BoolishValueParser {
     BoolishValueParser::new()

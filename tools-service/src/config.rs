@@ -9,7 +9,9 @@ use shared::{
         AuthArgs,
         config::{AuthPlan, PlanKind},
     },
-    config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
+    config::{
+        AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
+    },
 };
 
 /// Contoso tools service: the telecom's customer-service operations as MCP tools.
@@ -46,22 +48,13 @@ pub struct Config {
     #[arg(long, env = "TROUBLESHOOT_STEP_MS", default_value_t = 5000)]
     pub troubleshoot_step_ms: u64,
 
-    /// Azure OpenAI endpoint, e.g. `https://NAME.openai.azure.com`; with an embedding deployment,
-    /// knowledge-base search blends embeddings with BM25.
-    #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
-    pub azure_openai_endpoint: Option<String>,
-
-    /// Azure OpenAI embedding deployment name.
+    /// Azure OpenAI embedding deployment name; with it (and the `AZURE_OPENAI_*` resource
+    /// settings), knowledge-base search blends embeddings with BM25.
     #[arg(long, env = "AZURE_OPENAI_EMBEDDING_DEPLOYMENT")]
     pub azure_openai_embedding_deployment: Option<String>,
 
-    /// Azure OpenAI API key.
-    #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
-    pub azure_openai_api_key: Option<Secret>,
-
-    /// Azure OpenAI REST API version.
-    #[arg(long, env = "AZURE_OPENAI_API_VERSION", default_value = "2024-10-21")]
-    pub azure_openai_api_version: String,
+    #[command(flatten)]
+    pub azure_openai: AzureOpenAiArgs,
 
     /// Allow listening on a non-loopback address with authentication disabled or in passthrough
     /// mode. For trusted networks only; logged as a warning.
@@ -86,14 +79,8 @@ pub struct ValidConfig {
     pub auth: AuthPlan,
 }
 
-/// Where embeddings come from, when configured.
-#[derive(Debug, Clone)]
-pub struct EmbeddingConfig {
-    pub endpoint: String,
-    pub deployment: String,
-    pub api_version: String,
-    pub api_key: Secret,
-}
+/// The embedding deployment knowledge-base search uses.
+pub type EmbeddingConfig = AzureDeployment;
 
 /// Customers above this are refused: the generator keeps the whole data set in memory.
 const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
@@ -165,41 +152,11 @@ impl Config {
 
     /// The embedding settings, if complete; an error if they are half there.
     pub fn embedding(&self) -> Result<Option<EmbeddingConfig>, ConfigError> {
-        let endpoint = self
-            .azure_openai_endpoint
-            .as_deref()
-            .filter(|s| !s.is_empty());
-        let deployment = self
-            .azure_openai_embedding_deployment
-            .as_deref()
-            .filter(|s| !s.is_empty());
-        match (endpoint, deployment) {
-            (_, None) => Ok(None),
-            (None, Some(_)) => Err(ConfigError::new(
-                "AZURE_OPENAI_ENDPOINT",
-                "AZURE_OPENAI_EMBEDDING_DEPLOYMENT is set, so the endpoint must be set too",
-            )),
-            (Some(endpoint), Some(deployment)) => {
-                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-                    return Err(ConfigError::new(
-                        "AZURE_OPENAI_ENDPOINT",
-                        format!("{endpoint:?} is not an http(s) URL"),
-                    ));
-                }
-                let api_key = self.azure_openai_api_key.clone().ok_or_else(|| {
-                    ConfigError::new(
-                        "AZURE_OPENAI_API_KEY",
-                        "required for embeddings (managed identity is not supported here yet)",
-                    )
-                })?;
-                Ok(Some(EmbeddingConfig {
-                    endpoint: endpoint.to_owned(),
-                    deployment: deployment.to_owned(),
-                    api_version: self.azure_openai_api_version.clone(),
-                    api_key,
-                }))
-            }
-        }
+        self.azure_openai.deployment(
+            "AZURE_OPENAI_EMBEDDING_DEPLOYMENT",
+            self.azure_openai_embedding_deployment.as_deref(),
+            "embeddings",
+        )
     }
 }
 
