@@ -284,8 +284,8 @@ async fn an_experts_subset_narrows_what_the_caller_may_use() {
     );
 }
 
-/// Starts a diagnosis of `customer` (reporting to `tx`) and returns the still-running call once
-/// its first step is reported.
+/// Starts a diagnosis of `customer` with `options` (whose progress goes to `rx`) and returns the
+/// still-running call once its first step is reported.
 async fn diagnosis_under_way<'c>(
     c: &'c ToolsConnection,
     customer: i64,
@@ -489,6 +489,23 @@ async fn an_unreachable_tools_service_fails_fast_naming_its_url() {
     let error = ToolsClient::new("tools:8001", Arc::new(PassThrough), Duration::from_secs(1))
         .expect_err("no scheme");
     assert!(error.to_string().contains("tools:8001"), "{error}");
+}
+
+#[tokio::test]
+async fn a_tools_service_going_away_mid_call_is_an_error_naming_it() {
+    let mut stack = Stack::start(300).await;
+    let c = stack.connect(&["query"], "conv-gone").await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (call, _) =
+        diagnosis_under_way(&c, 252, CallOptions::default().progress(tx), &mut rx).await;
+    // Shuts down as on SIGTERM: open MCP streams are ended.
+    stack.stop.take();
+    let result = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call ends, not hangs");
+    let error = result.expect_err("no answer from a service that went away");
+    assert!(matches!(error, UpstreamError::Failed { .. }), "{error:?}");
+    assert!(error.to_string().contains(&stack.tools_url), "{error}");
 }
 
 #[tokio::test]
