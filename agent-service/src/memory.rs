@@ -1,1 +1,241 @@
-//! Conversation memory (see the crate docs).
+//! Conversation memory: what an expert was asked and answered, so a caller can continue a
+//! conversation after a restart or on another replica.
+//!
+//! A conversation belongs to one owner, the token's tenant (`tid`) and subject (`sub`), and is
+//! named by an unguessable [`ConversationId`]. Every read and write names the owner as well as
+//! the id, and a conversation that is someone else's, expired or never existed gives the same
+//! [`MemoryError::UnknownConversation`], so an id reveals nothing to anyone but its owner.
+//!
+//! A turn is one question to an expert and its outcome ([`Turn`]). The store keeps the most
+//! recent [`MemoryConfig::max_turns`] turns of a conversation (older ones are dropped as new ones
+//! arrive) and refuses a turn larger than [`MemoryConfig::max_turn_bytes`].
+//!
+//! A conversation expires [`MemoryConfig::ttl`] after its last activity (its creation or its
+//! latest turn; reading does not count). An expired conversation is treated as unknown at once;
+//! [`ConversationStore::sweep`], run periodically by [`spawn_sweeper`], deletes its rows.
+//!
+//! Storage sits behind [`ConversationStore`]; [`sqlite`] is the default backend. The trait is
+//! shaped for a document store too (Cosmos DB, partition key = tenant): every call names the
+//! tenant, and nothing joins across conversations.
+
+mod id;
+pub mod sqlite;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use id::{ConversationId, SessionKey};
+pub use sqlite::SqliteConversations;
+
+/// Why a memory call did not succeed. Every variant but [`MemoryError::Backend`] is the caller's
+/// to fix, and its message says how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    #[error("conversation_id is malformed: expected {expected}")]
+    MalformedId { expected: String },
+    #[error("the MCP session id is malformed: expected {expected}")]
+    MalformedSession { expected: String },
+    /// Deliberately the same for an id that never existed, has expired, or is another caller's.
+    #[error(
+        "no conversation with this conversation_id is open for you (it may have expired); \
+         omit conversation_id to start a new conversation"
+    )]
+    UnknownConversation,
+    #[error("the turn is {bytes} bytes once encoded, over the limit of {limit} bytes")]
+    TurnTooLarge { bytes: usize, limit: usize },
+    #[error("invalid memory configuration: {0}")]
+    InvalidConfig(String),
+    /// The database failed; details are logged, not shown to callers.
+    #[error("conversation storage error: {0}")]
+    Backend(String),
+}
+
+pub type MemoryResult<T> = Result<T, MemoryError>;
+
+/// Who a conversation belongs to: the verified token's tenant and subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// Tenant (`tid`); the partition key of a document backend.
+    pub tenant: String,
+    /// Subject (`sub`) within the tenant.
+    pub subject: String,
+}
+
+impl From<&shared::auth::Identity> for Owner {
+    fn from(identity: &shared::auth::Identity) -> Self {
+        Owner {
+            tenant: identity.tenant.clone(),
+            subject: identity.subject.clone(),
+        }
+    }
+}
+
+/// How an expert's turn ended; the same values as the `status` of the expert tools' output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStatus {
+    Done,
+    NeedsInput,
+    Error,
+}
+
+/// One tool call an expert made while answering, as reported to the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub name: String,
+    pub arguments: serde_json::Value,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One question to an expert and its outcome: what the expert records after answering.
+///
+/// Stored as one JSON document, so fields added later (with `#[serde(default)]`) need no
+/// schema migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The expert's domain (`billing`, `account`, `product`).
+    pub domain: String,
+    pub question: String,
+    pub answer: String,
+    pub status: TurnStatus,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCallRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the question arrived; the store adds when the turn was recorded.
+    pub asked_at: DateTime<Utc>,
+}
+
+/// A turn as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTurn {
+    /// Position in the conversation, from 1, in the order turns were appended.
+    pub seq: u64,
+    /// When the store accepted the turn (by the store's clock).
+    pub recorded_at: DateTime<Utc>,
+    pub turn: Turn,
+}
+
+/// Limits and lifetime of conversations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// A conversation with no new turn for this long is expired.
+    pub ttl: Duration,
+    /// Turns kept per conversation; appending beyond drops the oldest.
+    pub max_turns: u32,
+    /// The largest turn accepted, measured as its JSON encoding.
+    pub max_turn_bytes: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            ttl: Duration::from_secs(24 * 60 * 60),
+            max_turns: 100,
+            max_turn_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Refuses limits that would make the store useless or overflow its arithmetic.
+    pub fn validate(&self) -> MemoryResult<()> {
+        let invalid = |why: &str| Err(MemoryError::InvalidConfig(why.into()));
+        if self.ttl.is_zero() || self.ttl_millis() >= i64::MAX / 4 {
+            return invalid("ttl must be positive and below a few million years");
+        }
+        if self.max_turns == 0 {
+            return invalid("max_turns must be at least 1");
+        }
+        if self.max_turn_bytes == 0 {
+            return invalid("max_turn_bytes must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn ttl_millis(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Where the store reads the time, so tests can move it.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Durable conversation memory. Every call that names a conversation also names its owner.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + fmt::Debug {
+    /// Starts a conversation for `owner` and returns its fresh id.
+    async fn create(&self, owner: &Owner) -> MemoryResult<ConversationId>;
+
+    /// Appends a turn to one of `owner`'s live conversations and counts as activity.
+    async fn append(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        turn: &Turn,
+    ) -> MemoryResult<StoredTurn>;
+
+    /// The turns of one of `owner`'s live conversations, oldest first; with `last`, only the
+    /// most recent `last` of them. Also the way to check a conversation may be continued.
+    async fn history(
+        &self,
+        owner: &Owner,
+        id: &ConversationId,
+        last: Option<usize>,
+    ) -> MemoryResult<Vec<StoredTurn>>;
+
+    /// The live conversation bound to an MCP session for `owner`, created on first use: the
+    /// stand-in for `conversation_id` for clients that hold a session but send no id.
+    async fn for_session(
+        &self,
+        owner: &Owner,
+        session: &SessionKey,
+    ) -> MemoryResult<ConversationId>;
+
+    /// Deletes expired conversations and their turns; returns how many conversations went.
+    async fn sweep(&self) -> MemoryResult<u64>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> MemoryResult<()>;
+}
+
+/// Runs [`ConversationStore::sweep`] every `every` until `shutdown` is cancelled. Replicas may
+/// all run one: deleting what is already gone is harmless.
+pub fn spawn_sweeper(
+    store: Arc<dyn ConversationStore>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => match store.sweep().await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "memory: expired conversations swept"),
+                    Err(error) => tracing::warn!(%error, "memory: sweeping expired conversations failed"),
+                },
+            }
+        }
+    })
+}
