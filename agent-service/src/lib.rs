@@ -4,8 +4,11 @@
 //!
 //! - [`memory`]: conversation turns, stored durably and keyed by tenant, subject and
 //!   conversation id, so a restart or a second replica continues a conversation;
+//! - [`model`]: the chat model the experts think with (Azure OpenAI or any OpenAI-compatible
+//!   endpoint), chosen by settings; none means the offline planner;
 //! - [`upstream`]: the MCP client of the tools service: the tools a caller may use, calls with
 //!   the caller's token, progress relayed and cancellation passed on.
 
 pub mod memory;
+pub mod model;
 pub mod upstream;
