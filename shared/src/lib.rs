@@ -6,6 +6,8 @@
 //! - [`telemetry`]: one way to initialise `tracing` for every binary.
 //! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
+//! - `sqlite` (feature `sqlite`): opening a service's SQLite file (WAL, busy timeout,
+//!   migrations) the same way everywhere.
 //!
 //! Library code here never reads the process environment: binaries parse their configuration
 //! once and pass typed values in, so tests can run many services side by side in one process.
@@ -13,4 +15,6 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod telemetry;

@@ -1,32 +1,26 @@
 //! The SQLite backend of conversation memory (`sqlx`, bundled SQLite), the default; the only
 //! place memory's SQL lives.
 //!
-//! Replicas of the service may open the same database file: WAL mode lets readers run beside
-//! the writer, and every write is a `BEGIN IMMEDIATE` transaction that takes the write lock
+//! Replicas of the service may open the same database file, opened as every service opens its
+//! SQLite file ([`shared::sqlite`]): WAL mode lets readers run beside the writer, and every
+//! write here is a `BEGIN IMMEDIATE` transaction that takes the write lock
 //! before it reads, with a busy timeout, so concurrent appends queue instead of failing or
 //! overwriting each other. Ownership and expiry are checked in the same statement that claims a
 //! turn's sequence number, so no turn lands in a conversation that is not the caller's or has
 //! just expired.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{
-    Row, Sqlite, SqlitePool,
-    query::Query,
-    sqlite::{
-        SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
-        SqliteSynchronous,
-    },
-};
+use sqlx::{Row, Sqlite, SqlitePool, migrate::Migrator, query::Query, sqlite::SqliteArguments};
 
 use super::*;
 
 /// Connections in the pool. SQLite serialises writers anyway; a few readers cover two cores.
 const POOL_SIZE: u32 = 4;
-/// How long a write waits for another connection (or replica) to release the write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The schema, from `agent-service/migrations/`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Conversations deleted per sweep transaction, so a large sweep never holds the write lock
 /// for long.
 const SWEEP_BATCH: i64 = 500;
@@ -54,29 +48,9 @@ impl SqliteConversations {
         clock: Arc<dyn Clock>,
     ) -> MemoryResult<Self> {
         config.validate()?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                MemoryError::Backend(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .min_connections(1)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options)
+        let pool = shared::sqlite::open_file(path, POOL_SIZE, &MIGRATOR)
             .await
             .map_err(backend)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| MemoryError::Backend(format!("migrating the memory database: {e}")))?;
         Ok(SqliteConversations {
             pool,
             config,

@@ -5,15 +5,14 @@
 //! `BEGIN IMMEDIATE` transactions: the write lock is taken before the balance is read, so two
 //! payments to one invoice are serialised by the database and cannot both see the old balance.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{
     Row, SqlitePool,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    migrate::Migrator,
+    sqlite::{SqliteConnectOptions, SqliteRow},
 };
 
 mod load;
@@ -23,6 +22,8 @@ use crate::seed::Dataset;
 
 /// Connections in the pool. SQLite serialises writers anyway; a few readers cover two cores.
 const POOL_SIZE: u32 = 4;
+/// The schema, from `tools-service/migrations/`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The SQLite store. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -33,19 +34,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        Self::connect(options, POOL_SIZE).await
+        let pool = shared::sqlite::open_file(path, POOL_SIZE, &MIGRATOR)
+            .await
+            .map_err(backend)?;
+        Ok(SqliteStore { pool })
     }
 
     /// A private in-memory database (one connection, since each would get its own memory).
@@ -53,21 +45,9 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(backend)?
             .foreign_keys(true);
-        Self::connect(options, 1).await
-    }
-
-    async fn connect(options: SqliteConnectOptions, size: u32) -> StoreResult<Self> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(size)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+        let pool = shared::sqlite::connect(options, 1, &MIGRATOR)
             .await
             .map_err(backend)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
         Ok(SqliteStore { pool })
     }
 }
