@@ -3,10 +3,11 @@
 //! every inner call, an expert's subset narrows what is offered, progress is relayed in order,
 //! cancellation reaches the tool, and failures to reach the service are clear and prompt.
 
+mod common;
+
 use std::{
-    io,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,9 +15,10 @@ use agent_service::upstream::{
     BearerToken, CallOptions, PassThrough, Progress, ToolOutcome, ToolsClient, ToolsConnection,
     UpstreamError,
 };
-use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
-use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::mpsc, sync::oneshot, task::JoinHandle};
+use common::*;
+use devstack::idp::{TokenSpec, defaults};
+use serde_json::json;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// The account expert's tools, as the reference gives them (plus one the service lacks).
@@ -28,145 +30,6 @@ const ACCOUNT_EXPERT: &[&str] = &[
     "search_knowledge_base",
     "no_such_tool",
 ];
-
-/// A development identity provider and a tools service that trusts it, stopped when dropped.
-struct Stack {
-    idp: RunningIdp,
-    tools_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop.take();
-        self.task.abort();
-    }
-}
-
-impl Stack {
-    /// `step_ms`: the duration of each of `trouble_shoot_device`'s nine steps.
-    async fn start(step_ms: u64) -> Stack {
-        Stack::start_with(step_ms, &[]).await
-    }
-
-    /// [`Stack::start`] with more tools-service flags.
-    async fn start_with(step_ms: u64, extra: &[(&str, &str)]) -> Stack {
-        capture_logs();
-        let idp = idp::spawn(IdpConfig::default()).await.expect("IdP");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let db = dir.path().join("tools.db").display().to_string();
-        let step = step_ms.to_string();
-        let flags = [
-            ("--disable-auth", "false"),
-            ("--auth-issuer", idp.url()),
-            ("--mcp-api-audience", defaults::AUDIENCE),
-            ("--db-path", &db),
-            ("--seed-customer-count", "5"),
-            ("--bind-addr", "127.0.0.1:0"),
-            ("--troubleshoot-step-ms", &step),
-        ];
-        let config = tools_service::Config::try_parse_from_args(
-            flags
-                .iter()
-                .chain(extra)
-                .flat_map(|&(flag, value)| [flag.to_owned(), value.to_owned()]),
-        )
-        .expect("tools-service flags")
-        .into_valid()
-        .expect("valid tools-service configuration");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(tools_service::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        let ready = format!("http://{addr}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reqwest::get(&ready)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(!task.is_finished(), "tools-service ended during start-up");
-            assert!(Instant::now() < deadline, "tools-service did not get ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Stack {
-            idp,
-            tools_url: format!("http://{addr}/mcp"),
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn token(&self, roles: &[&str]) -> BearerToken {
-        self.token_with(TokenSpec::new(
-            defaults::CONTOSO,
-            roles.iter().copied(),
-            "alice",
-        ))
-    }
-
-    fn token_with(&self, spec: TokenSpec) -> BearerToken {
-        BearerToken::new(self.idp.idp.mint(&spec))
-    }
-
-    fn client(&self) -> ToolsClient {
-        client_of(&self.tools_url)
-    }
-
-    async fn connect(&self, roles: &[&str], conversation_id: &str) -> ToolsConnection {
-        self.client()
-            .connect(&self.token(roles), conversation_id)
-            .await
-            .expect("connects with a valid token")
-    }
-}
-
-fn client_of(url: &str) -> ToolsClient {
-    ToolsClient::new(url, Arc::new(PassThrough), Duration::from_secs(5)).expect("valid URL")
-}
-
-fn args(value: Value) -> serde_json::Map<String, Value> {
-    let Value::Object(map) = value else {
-        panic!("arguments must be an object")
-    };
-    map
-}
-
-async fn call(c: &ToolsConnection, tool: &str, arguments: Value) -> ToolOutcome {
-    c.call(tool, args(arguments), CallOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: {e}"))
-}
-
-async fn done(c: &ToolsConnection, tool: &str, arguments: Value) -> Value {
-    match call(c, tool, arguments).await {
-        ToolOutcome::Done {
-            structured: Some(structured),
-            text,
-        } => {
-            assert!(!text.is_empty(), "{tool}: a text rendering comes along");
-            structured
-        }
-        other => panic!("{tool}: {other:?}"),
-    }
-}
-
-async fn names(c: &ToolsConnection, allowed: &[&str]) -> Vec<String> {
-    c.tools_within(allowed)
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|t| t.name.into_owned())
-        .collect()
-}
-
-fn drain(rx: &mut mpsc::UnboundedReceiver<Progress>) -> Vec<Progress> {
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
-}
 
 #[tokio::test]
 async fn a_caller_without_the_security_role_cannot_unlock_through_the_agent() {
@@ -499,7 +362,7 @@ async fn a_tools_service_going_away_mid_call_is_an_error_naming_it() {
     let (call, _) =
         diagnosis_under_way(&c, 252, CallOptions::default().progress(tx), &mut rx).await;
     // Shuts down as on SIGTERM: open MCP streams are ended.
-    stack.stop.take();
+    stack.shut_down();
     let result = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .expect("the call ends, not hangs");
@@ -553,36 +416,4 @@ async fn calls_run_in_parallel_on_one_connection() {
             "{customer}"
         );
     }
-}
-
-/// Everything logged in this process, for assertions on the log.
-fn logs() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().expect("log lock")).into_owned()
-}
-
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(Default::default)
-}
-
-/// Sends the log of this process (the client and the in-process tools service) to
-/// [`logs`], at debug, so assertions see what a debug log would show.
-fn capture_logs() {
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("log lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = log_buffer().clone();
-    // Several tests in one process (plain `cargo test`): the first installs it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("debug,sqlx=warn,hyper_util=info,h2=info")
-        .with_ansi(false)
-        .with_writer(move || Sink(buffer.clone()))
-        .try_init();
 }

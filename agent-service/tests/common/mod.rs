@@ -1,0 +1,193 @@
+//! The harness of the agent service's tests: a development identity provider and a real tools
+//! service trusting it, in this process on `127.0.0.1:0`, and helpers to call tools and read logs.
+
+#![allow(dead_code)]
+
+use std::{
+    io,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use agent_service::upstream::{
+    BearerToken, CallOptions, PassThrough, Progress, ToolOutcome, ToolsClient, ToolsConnection,
+};
+use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::mpsc, sync::oneshot, task::JoinHandle};
+
+/// A development identity provider and a tools service that trusts it, stopped when dropped.
+pub struct Stack {
+    pub idp: RunningIdp,
+    pub tools_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.take();
+        self.task.abort();
+    }
+}
+
+impl Stack {
+    /// `step_ms`: the duration of each of `trouble_shoot_device`'s nine steps.
+    pub async fn start(step_ms: u64) -> Stack {
+        Stack::start_with(step_ms, &[]).await
+    }
+
+    /// [`Stack::start`] with more tools-service flags.
+    pub async fn start_with(step_ms: u64, extra: &[(&str, &str)]) -> Stack {
+        capture_logs();
+        let idp = idp::spawn(IdpConfig::default()).await.expect("IdP");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let db = dir.path().join("tools.db").display().to_string();
+        let step = step_ms.to_string();
+        let flags = [
+            ("--disable-auth", "false"),
+            ("--auth-issuer", idp.url()),
+            ("--mcp-api-audience", defaults::AUDIENCE),
+            ("--db-path", &db),
+            ("--seed-customer-count", "5"),
+            ("--bind-addr", "127.0.0.1:0"),
+            ("--troubleshoot-step-ms", &step),
+        ];
+        let config = tools_service::Config::try_parse_from_args(
+            flags
+                .iter()
+                .chain(extra)
+                .flat_map(|&(flag, value)| [flag.to_owned(), value.to_owned()]),
+        )
+        .expect("tools-service flags")
+        .into_valid()
+        .expect("valid tools-service configuration");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(tools_service::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let ready = format!("http://{addr}/readyz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(&ready)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(!task.is_finished(), "tools-service ended during start-up");
+            assert!(Instant::now() < deadline, "tools-service did not get ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Stack {
+            idp,
+            tools_url: format!("http://{addr}/mcp"),
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Shuts the tools service down as on SIGTERM (open MCP streams are ended), without waiting.
+    pub fn shut_down(&mut self) {
+        self.stop.take();
+    }
+
+    pub fn token(&self, roles: &[&str]) -> BearerToken {
+        self.token_with(TokenSpec::new(
+            defaults::CONTOSO,
+            roles.iter().copied(),
+            "alice",
+        ))
+    }
+
+    pub fn token_with(&self, spec: TokenSpec) -> BearerToken {
+        BearerToken::new(self.idp.idp.mint(&spec))
+    }
+
+    pub fn client(&self) -> ToolsClient {
+        client_of(&self.tools_url)
+    }
+
+    pub async fn connect(&self, roles: &[&str], conversation_id: &str) -> ToolsConnection {
+        self.client()
+            .connect(&self.token(roles), conversation_id)
+            .await
+            .expect("connects with a valid token")
+    }
+}
+
+pub fn client_of(url: &str) -> ToolsClient {
+    ToolsClient::new(url, Arc::new(PassThrough), Duration::from_secs(5)).expect("valid URL")
+}
+
+pub fn args(value: Value) -> serde_json::Map<String, Value> {
+    let Value::Object(map) = value else {
+        panic!("arguments must be an object")
+    };
+    map
+}
+
+pub async fn call(c: &ToolsConnection, tool: &str, arguments: Value) -> ToolOutcome {
+    c.call(tool, args(arguments), CallOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+pub async fn done(c: &ToolsConnection, tool: &str, arguments: Value) -> Value {
+    match call(c, tool, arguments).await {
+        ToolOutcome::Done {
+            structured: Some(structured),
+            text,
+        } => {
+            assert!(!text.is_empty(), "{tool}: a text rendering comes along");
+            structured
+        }
+        other => panic!("{tool}: {other:?}"),
+    }
+}
+
+pub async fn names(c: &ToolsConnection, allowed: &[&str]) -> Vec<String> {
+    c.tools_within(allowed)
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect()
+}
+
+pub fn drain(rx: &mut mpsc::UnboundedReceiver<Progress>) -> Vec<Progress> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+/// Everything logged in this process, for assertions on the log.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().expect("log lock")).into_owned()
+}
+
+pub fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+/// Sends the log of this process (the client and the in-process tools service) to
+/// [`logs`], at debug, so assertions see what a debug log would show.
+pub fn capture_logs() {
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("log lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = log_buffer().clone();
+    // Several tests in one process (plain `cargo test`): the first installs it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug,sqlx=warn,hyper_util=info,h2=info")
+        .with_ansi(false)
+        .with_writer(move || Sink(buffer.clone()))
+        .try_init();
+}
