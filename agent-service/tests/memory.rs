@@ -471,6 +471,27 @@ async fn an_mcp_session_stands_in_for_the_conversation_id() {
 }
 
 #[tokio::test]
+async fn replicas_binding_one_session_at_once_agree_on_one_conversation() {
+    let fixture = Fixture::new();
+    let replicas: Vec<Arc<dyn ConversationStore>> = vec![
+        Arc::new(fixture.open(MemoryConfig::default()).await),
+        Arc::new(fixture.open(MemoryConfig::default()).await),
+    ];
+    let alice = owner("contoso", "alice");
+    let session = SessionKey::of_session("first-contact").expect("word");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let (store, alice, session) = (replicas[n % 2].clone(), alice.clone(), session.clone());
+        tasks.spawn(async move { store.for_session(&alice, &session).await });
+    }
+    let mut bound = BTreeSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        bound.insert(joined.expect("task").expect("bind").to_string());
+    }
+    assert_eq!(bound.len(), 1, "one session became {bound:?}");
+}
+
+#[tokio::test]
 async fn sizes_are_bounded() {
     let fixture = Fixture::new();
     let store = fixture
