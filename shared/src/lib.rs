@@ -6,6 +6,8 @@
 //! - [`telemetry`]: one way to initialise `tracing` for every binary.
 //! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
+//! - `mcp` (feature `mcp`): serving an MCP server over streamable HTTP, stateless, behind
+//!   token verification, with its OAuth metadata;
 //! - `sqlite` (feature `sqlite`): opening a service's SQLite file (WAL, busy timeout,
 //!   migrations) the same way everywhere.
 //!
@@ -15,6 +17,8 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod telemetry;

@@ -5,33 +5,17 @@
 //! replica can answer any request. Simple calls are answered with `application/json`; calls
 //! that send progress switch to an SSE stream so notifications arrive while the tool runs.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
-};
 use serde::Serialize;
-use shared::config::HostGuardArgs;
-use tokio_util::sync::CancellationToken;
-
-use shared::auth::{
-    RolePolicy,
-    middleware::{Authenticator, authenticate, metadata_routes},
+use shared::{
+    auth::{RolePolicy, middleware::Authenticator},
+    config::HostGuardArgs,
+    mcp::ShutdownGuard,
 };
 
 use crate::tools::{AppState, Catalog, ContosoTools};
-
-/// Ends open MCP streams when the server shuts down, so graceful shutdown does not wait for a
-/// 45-second diagnosis to finish.
-#[derive(Debug, Clone, Default)]
-pub struct ShutdownGuard(CancellationToken);
-
-impl ShutdownGuard {
-    pub fn trigger(&self) {
-        self.0.cancel();
-    }
-}
 
 /// The router and the guard that stops its streams.
 pub struct Service {
@@ -54,36 +38,13 @@ pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
     } = parts;
     let guard = ShutdownGuard::default();
     let catalog = Arc::new(Catalog::new());
-    let mut config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_sse_keep_alive(Some(Duration::from_secs(15)))
-        .with_cancellation_token(guard.0.clone())
-        .with_allowed_origins(hosts.allowed_origins.clone());
-    config = if hosts.allowed_hosts.iter().any(|h| h == "*") {
-        config.disable_allowed_hosts()
-    } else {
-        config.with_allowed_hosts(hosts.allowed_hosts.clone())
-    };
     let mcp_state = state.clone();
-    let mcp = StreamableHttpService::new(
-        move || {
-            Ok(ContosoTools::new(
-                mcp_state.clone(),
-                catalog.clone(),
-                policy.clone(),
-            ))
-        },
-        Arc::new(NeverSessionManager::default()),
-        config,
+    let mcp = shared::mcp::routes(
+        move || ContosoTools::new(mcp_state.clone(), catalog.clone(), policy.clone()),
+        auth.clone(),
+        hosts,
+        &guard,
     );
-    let protected =
-        Router::new()
-            .route_service("/mcp", mcp)
-            .route_layer(axum::middleware::from_fn_with_state(
-                auth.clone(),
-                authenticate,
-            ));
     let router = Router::new()
         .route("/healthz", get(shared::http::healthz))
         .route("/readyz", get(readyz))
@@ -91,8 +52,7 @@ pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
             state,
             auth: auth.clone(),
         })
-        .merge(protected)
-        .merge(metadata_routes(auth));
+        .merge(mcp);
     Service {
         router: shared::http::with_middleware(router),
         guard,
