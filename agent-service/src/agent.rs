@@ -10,7 +10,6 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -46,29 +45,8 @@ impl Default for Limits {
     }
 }
 
-/// How a turn ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// The expert answered.
-    Done,
-    /// The expert needs something from the person first; the answer is its question.
-    NeedsInput,
-    /// The turn could not finish; `error` says why.
-    Error,
-}
-
-/// One tool call the expert made, as reported to the caller.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ToolCallRecord {
-    pub name: String,
-    /// The arguments as the model gave them (parsed when they were JSON).
-    pub arguments: Value,
-    pub ok: bool,
-    /// Why it failed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+/// How a turn ended, and each tool call made: the same types the memory stores.
+pub use crate::memory::{ToolCallRecord, TurnStatus as Status};
 
 /// The outcome of one turn.
 #[derive(Debug, Clone)]

@@ -75,7 +75,7 @@ impl From<&shared::auth::Identity> for Owner {
 }
 
 /// How an expert's turn ended; the same values as the `status` of the expert tools' output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnStatus {
     Done,
@@ -84,7 +84,7 @@ pub enum TurnStatus {
 }
 
 /// One tool call an expert made while answering, as reported to the caller.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolCallRecord {
     pub name: String,
     pub arguments: serde_json::Value,
