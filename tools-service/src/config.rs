@@ -5,10 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 use shared::{
-    auth::{
-        AuthArgs,
-        config::{AuthPlan, PlanKind},
-    },
+    auth::{AuthArgs, config::AuthPlan},
     config::{
         AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
     },
@@ -130,18 +127,7 @@ impl Config {
                 format!("it names the tool {unknown:?}, which this service does not have"),
             ));
         }
-        let unverified = !matches!(plan.kind, PlanKind::Jwt { .. });
-        if unverified && !self.bind_addr.ip().is_loopback() && !self.allow_open_network {
-            return Err(ConfigError::new(
-                "BIND_ADDR",
-                format!(
-                    "{} is not a loopback address and tokens are not verified (DISABLE_AUTH or \
-                     USE_PASSTHROUGH_AUTH); bind 127.0.0.1, configure AUTH_ISSUER, or set \
-                     ALLOW_OPEN_NETWORK=true on a trusted network",
-                    self.bind_addr
-                ),
-            ));
-        }
+        plan.check_exposure(self.bind_addr, self.allow_open_network)?;
         self.embedding()?;
         Ok(plan)
     }
@@ -163,6 +149,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::auth::config::PlanKind;
 
     /// Parses flags as given, with development auth unless the test passes auth flags itself.
     fn parse(args: &[&str]) -> Config {

@@ -212,6 +212,27 @@ impl AuthArgs {
 }
 
 impl AuthPlan {
+    /// Refuses to serve unverified callers (`DISABLE_AUTH`, `USE_PASSTHROUGH_AUTH`) on an address
+    /// other machines can reach, unless `ALLOW_OPEN_NETWORK` says the network is trusted.
+    pub fn check_exposure(
+        &self,
+        bind_addr: std::net::SocketAddr,
+        allow_open_network: bool,
+    ) -> Result<(), ConfigError> {
+        let unverified = !matches!(self.kind, PlanKind::Jwt { .. });
+        if unverified && !bind_addr.ip().is_loopback() && !allow_open_network {
+            return Err(ConfigError::new(
+                "BIND_ADDR",
+                format!(
+                    "{bind_addr} is not a loopback address and tokens are not verified \
+                     (DISABLE_AUTH or USE_PASSTHROUGH_AUTH); bind 127.0.0.1, configure \
+                     AUTH_ISSUER, or set ALLOW_OPEN_NETWORK=true on a trusted network"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Builds the mode: for JWT, discovers the JWKS URI, loads the keys and starts their
     /// background refresh. Fails (naming the setting) when the issuer cannot be reached.
     pub async fn build(&self, http: reqwest::Client) -> Result<AuthMode, ConfigError> {
