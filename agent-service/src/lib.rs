@@ -9,6 +9,8 @@
 //!   conversation id, so a restart or a second replica continues a conversation;
 //! - [`model`]: the chat model the experts think with (Azure OpenAI or any OpenAI-compatible
 //!   endpoint), chosen by settings; none means the offline planner;
+//! - [`planner`]: the offline planner: with no model, recognises the intent and entities of a
+//!   question, investigates through the same tools and writes a factual answer from the results;
 //! - [`upstream`]: the MCP client of the tools service: the tools a caller may use, calls with
 //!   the caller's token, progress relayed and cancellation passed on.
 
@@ -16,4 +18,5 @@ pub mod agent;
 pub mod experts;
 pub mod memory;
 pub mod model;
+pub mod planner;
 pub mod upstream;
