@@ -72,14 +72,15 @@ pub fn extract(text: &str) -> Entities {
     for (i, token) in tokens.iter().enumerate() {
         match token {
             Token::Int(n) => {
-                if let Some(kind) = anchored(&tokens[..i]) {
+                let after = &tokens[i + 1..];
+                if let Some(kind) = anchored(&tokens[..i]).filter(|_| !unit_follows(after)) {
                     let slot = match kind {
                         Kind::Customer => &mut found.customer_id,
                         Kind::Subscription => &mut found.subscription_id,
                         Kind::Invoice => &mut found.invoice_id,
                     };
                     slot.get_or_insert(*n);
-                } else if currency_follows(&tokens[i + 1..]) {
+                } else if currency_follows(after) {
                     found.amounts.push(n.saturating_mul(100));
                 }
             }
@@ -108,6 +109,17 @@ fn anchored(before: &[Token]) -> Option<Kind> {
         }
     }
     id_like.then_some(Kind::Customer)
+}
+
+/// Whether a quantity's unit follows: "I am 30 days late" names no customer 30.
+fn unit_follows(after: &[Token]) -> bool {
+    currency_follows(after)
+        || matches!(after.first(), Some(Token::Word(w)) if matches!(
+            w.as_str(),
+            "day" | "days" | "week" | "weeks" | "month" | "months" | "year" | "years"
+                | "minute" | "minutes" | "hour" | "hours" | "gb" | "mb" | "percent"
+                | "times" | "calls" | "phones" | "lines"
+        ))
 }
 
 fn currency_follows(after: &[Token]) -> bool {
@@ -264,6 +276,8 @@ mod tests {
             "Why is my mobile bill $150?",
             "I have 2 phones",
             "Which promotions am I eligible for?",
+            "I am 30 days late with my payment",
+            "My account 2 years old is locked",
         ] {
             assert_eq!(customer(text), None, "{text}");
         }
