@@ -258,6 +258,28 @@ pub fn answered_by(domain: Domain) -> Vec<Intent> {
         .collect()
 }
 
+/// Whether `question` asks for the account to be unlocked ("please unlock my account", "can
+/// you unlock it?"), as opposed to mentioning an unlock ("why can't I unlock my phone?",
+/// "do not unlock it").
+pub fn asks_to_unlock(question: &str) -> bool {
+    let words = words(question);
+    words.iter().enumerate().any(|(i, word)| {
+        let negated = i > 0
+            && matches!(
+                words[i - 1].as_str(),
+                "not" | "don't" | "dont" | "never" | "can't" | "cannot"
+            );
+        word.starts_with("unlock")
+            && !negated
+            && words[i + 1..].iter().take(3).any(|w| {
+                matches!(
+                    w.as_str(),
+                    "account" | "it" | "me" | "login" | "access" | "customer"
+                )
+            })
+    })
+}
+
 /// Narrows a service problem to calls or internet when the words say which.
 fn specialise(intent: Intent, words: &[String]) -> Intent {
     if intent != Intent::Service(Problem::General) {
@@ -382,6 +404,25 @@ mod tests {
             Recognised::Unknown
         );
         assert_eq!(intent(Domain::Billing, ""), Recognised::Unknown);
+    }
+
+    #[test]
+    fn only_a_request_to_unlock_the_account_counts_as_one() {
+        for asked in [
+            "Please unlock my account, customer 254",
+            "Can you unlock it?",
+            "unlock the account of customer 254",
+        ] {
+            assert!(asks_to_unlock(asked), "{asked}");
+        }
+        for not_asked in [
+            "I can't log in, my account seems locked.",
+            "Why can't I unlock my phone?",
+            "Do not unlock my account",
+            "I cannot unlock it",
+        ] {
+            assert!(!asks_to_unlock(not_asked), "{not_asked}");
+        }
     }
 
     #[test]

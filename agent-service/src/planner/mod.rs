@@ -79,9 +79,7 @@ pub async fn answer(
         (None, Intent::Plans) => None,
         (None, _) => return plain(Status::NeedsInput, ask_for_customer(intent)),
     };
-    let unlock_asked = entities::words(question)
-        .iter()
-        .any(|w| w.starts_with("unlock"));
+    let unlock_asked = intent::asks_to_unlock(question);
 
     let records = Mutex::new(Vec::new());
     let work = investigate(
