@@ -75,20 +75,7 @@ pub async fn run(
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: tools are reachable from the network without verified tokens");
     }
-    let public_base_url = plan.public_base_url.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        )
-    });
-    let auth = Arc::new(shared::auth::middleware::Authenticator::new(
-        mode,
-        &public_base_url,
-        plan.scopes.clone(),
-    ));
+    let auth = Arc::new(plan.authenticator(mode, listener.local_addr()));
     let router = http::router(
         http::Parts {
             state,

@@ -212,6 +212,22 @@ impl AuthArgs {
 }
 
 impl AuthPlan {
+    /// The request authenticator of a service whose listener is bound to `bound`: the public
+    /// URL (metadata, `WWW-Authenticate`) is `PUBLIC_BASE_URL`, else the bound address.
+    pub fn authenticator(
+        &self,
+        mode: AuthMode,
+        bound: std::io::Result<std::net::SocketAddr>,
+    ) -> super::middleware::Authenticator {
+        let public_base_url = self.public_base_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                bound.map(|a| a.to_string()).unwrap_or_default()
+            )
+        });
+        super::middleware::Authenticator::new(mode, &public_base_url, self.scopes.clone())
+    }
+
     /// Refuses to serve unverified callers (`DISABLE_AUTH`, `USE_PASSTHROUGH_AUTH`) on an address
     /// other machines can reach, unless `ALLOW_OPEN_NETWORK` says the network is trusted.
     pub fn check_exposure(
