@@ -69,16 +69,7 @@ impl Stack {
         let task = tokio::spawn(tools_service::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        let ready = format!("http://{addr}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reqwest::get(&ready)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(!task.is_finished(), "tools-service ended during start-up");
-            assert!(Instant::now() < deadline, "tools-service did not get ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready("tools-service", &format!("http://{addr}/readyz"), &task).await;
         Stack {
             idp,
             tools_url: format!("http://{addr}/mcp"),
@@ -190,4 +181,79 @@ pub fn capture_logs() {
         .with_ansi(false)
         .with_writer(move || Sink(buffer.clone()))
         .try_init();
+}
+
+/// An agent service in this process on `127.0.0.1:0`, verifying tokens of `stack`'s identity
+/// provider and calling `stack`'s tools service; stopped when dropped.
+pub struct AgentService {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for AgentService {
+    fn drop(&mut self) {
+        self.stop.take();
+        self.task.abort();
+    }
+}
+
+impl AgentService {
+    /// With conversation memory in `db` and the extra flags (e.g. the model's).
+    pub async fn start(stack: &Stack, db: &std::path::Path, extra: &[&str]) -> AgentService {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let db = db.display().to_string();
+        let flags = [
+            "--disable-auth",
+            "false",
+            "--use-passthrough-auth",
+            "false",
+            "--auth-issuer",
+            stack.idp.url(),
+            "--mcp-api-audience",
+            defaults::AUDIENCE,
+            "--db-path",
+            &db,
+            "--mcp-server-uri",
+            &stack.tools_url,
+            "--bind-addr",
+            "127.0.0.1:0",
+        ];
+        let config = agent_service::Config::try_parse_from_args(
+            flags.iter().chain(extra).map(|s| (*s).to_owned()),
+        )
+        .expect("agent-service flags")
+        .into_valid()
+        .expect("valid agent-service configuration");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent_service::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        wait_ready("agent-service", &format!("http://{addr}/readyz"), &task).await;
+        AgentService {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops it and waits until it has.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Polls `/readyz` until it answers 200; fails the test if the service ends or takes 30 s.
+async fn wait_ready(what: &str, url: &str, task: &JoinHandle<anyhow::Result<()>>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(url)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(!task.is_finished(), "{what} ended during start-up");
+        assert!(Instant::now() < deadline, "{what} did not get ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,377 @@
+//! The MCP face of the service: the three `ask_*_expert` tools. A call finds (or starts) the
+//! caller's conversation, opens a connection to the tools service with the caller's own token,
+//! lets the expert work (with the model, or the offline planner when none is configured), relays
+//! inner progress to the caller, records the turn and answers with structured content.
+
+use std::{borrow::Cow, sync::Arc};
+
+use chrono::Utc;
+use rmcp::{
+    ErrorData as McpError, Peer, RoleServer, ServerHandler,
+    handler::server::tool::{schema_for_output, schema_for_type},
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+        ProgressToken, ServerCapabilities, Tool, ToolAnnotations,
+    },
+    service::RequestContext,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use shared::auth::{Identity, middleware::bearer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    agent::{self, Context, Limits, Status, ToolCallRecord},
+    experts::{self, Domain, EXPERTS, Expert},
+    memory::{ConversationId, ConversationStore, Owner, StoredTurn, Turn as MemoryTurn},
+    model::{ChatModel, Message},
+    planner,
+    upstream::{BearerToken, Progress, ToolsClient},
+};
+
+/// What every request shares.
+pub struct AppState {
+    pub memory: Arc<dyn ConversationStore>,
+    pub tools: ToolsClient,
+    /// `None`: the offline planner answers.
+    pub model: Option<Arc<dyn ChatModel>>,
+    pub limits: Limits,
+    /// Earlier turns given to the expert with a new question.
+    pub history_turns: usize,
+}
+
+/// The input of every expert tool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ask {
+    /// The question, in the person's words.
+    pub question: String,
+    /// Continue this conversation (from an earlier answer); omit to start a new one.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+/// The output of every expert tool.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ExpertAnswer {
+    pub domain: Domain,
+    pub status: Status,
+    pub answer: String,
+    /// Pass it back to continue the conversation.
+    pub conversation_id: Option<String>,
+    /// The tools service calls the expert made for this answer.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Why the answer is incomplete, when it is.
+    pub error: Option<String>,
+}
+
+/// Longest question accepted: a question, not a document.
+pub const MAX_QUESTION_CHARS: usize = 4_000;
+
+/// The MCP server handler; one per request (stateless transport), cheap to make.
+#[derive(Clone)]
+pub struct Experts {
+    state: Arc<AppState>,
+}
+
+impl Experts {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Experts { state }
+    }
+
+    fn tool(expert: &Expert) -> Tool {
+        Tool::new_with_raw(
+            expert.tool,
+            Some(Cow::Borrowed(expert.description)),
+            schema_for_type::<Ask>(),
+        )
+        .with_raw_output_schema(schema_for_output::<ExpertAnswer>())
+        // An expert may take actions (payments, unlocks) when asked, within the caller's rights.
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .open_world(false),
+        )
+    }
+}
+
+const INSTRUCTIONS: &str = "Contoso's customer-service experts. Ask the billing, account or \
+product expert a question in plain words; each looks things up with the Contoso tools on your \
+behalf, with your permissions, and answers. Pass conversation_id back to continue a \
+conversation.";
+
+fn caller(context: &RequestContext<RoleServer>) -> Option<(&Identity, Option<BearerToken>)> {
+    let parts = context.extensions.get::<axum::http::request::Parts>()?;
+    let identity = parts.extensions.get::<Identity>()?;
+    let token = bearer(&parts.headers).ok().map(BearerToken::new);
+    Some((identity, token))
+}
+
+impl ServerHandler for Experts {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "contoso-agent-service",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            EXPERTS.into_iter().map(Experts::tool).collect(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        experts::by_tool(name).map(Experts::tool)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(expert) = experts::by_tool(request.name.as_ref()) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
+        };
+        let Some((identity, token)) = caller(&context) else {
+            // Unreachable behind the authentication middleware; refuse rather than assume.
+            return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
+        };
+        let ask: Ask = match serde_json::from_value(serde_json::Value::Object(
+            request.arguments.unwrap_or_default(),
+        )) {
+            Ok(ask) => ask,
+            Err(e) => return Ok(tool_error(format!("invalid arguments: {e}"))),
+        };
+        let question = ask.question.trim();
+        if question.is_empty() {
+            return Ok(tool_error(
+                "invalid arguments: question is empty".to_owned(),
+            ));
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Ok(tool_error(format!(
+                "invalid arguments: question is longer than {MAX_QUESTION_CHARS} characters"
+            )));
+        }
+        let owner = Owner::from(identity);
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| relay(context.peer.clone(), token));
+        let answer = self
+            .ask(
+                expert,
+                &owner,
+                token,
+                question,
+                ask.conversation_id.as_deref(),
+                progress.as_ref().map(|(tx, _)| tx.clone()),
+                context.ct.clone(),
+            )
+            .await;
+        // Every inner report is relayed before the answer goes out.
+        if let Some((tx, relayed)) = progress {
+            drop(tx);
+            let _ = relayed.await;
+        }
+        Ok(match answer {
+            Ok(answer) => success(&answer),
+            Err(message) => tool_error(message),
+        })
+    }
+}
+
+impl Experts {
+    /// One question to `expert`. `Err` is a refusal the caller must fix (bad conversation id);
+    /// everything else, failures included, is an answer with a status.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask(
+        &self,
+        expert: &Expert,
+        owner: &Owner,
+        token: Option<BearerToken>,
+        question: &str,
+        conversation_id: Option<&str>,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        cancel: CancellationToken,
+    ) -> Result<ExpertAnswer, String> {
+        let state = &self.state;
+        let asked_at = Utc::now();
+        let (id, history) = match conversation_id {
+            Some(given) => {
+                let id = ConversationId::parse(given).map_err(|e| e.to_string())?;
+                let history = state
+                    .memory
+                    .history(owner, &id, Some(state.history_turns))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (id, history)
+            }
+            None => {
+                let id = state.memory.create(owner).await.map_err(|e| {
+                    tracing::error!(error = %e, "starting a conversation failed");
+                    "the conversation could not be started; try again".to_owned()
+                })?;
+                (id, Vec::new())
+            }
+        };
+        let turn = match token {
+            None => agent::Turn {
+                status: Status::Error,
+                answer: "The expert needs your access token to look things up for you.".to_owned(),
+                tool_calls: Vec::new(),
+                error: Some("no bearer token was sent".to_owned()),
+                steps: 0,
+            },
+            Some(token) => {
+                self.think(expert, &token, &id, &history, question, progress, cancel)
+                    .await
+            }
+        };
+        let record = MemoryTurn {
+            domain: expert.domain.as_str().to_owned(),
+            question: question.to_owned(),
+            answer: turn.answer.clone(),
+            status: turn.status,
+            tool_calls: turn.tool_calls.clone(),
+            error: turn.error.clone(),
+            asked_at,
+        };
+        let mut error = turn.error;
+        if let Err(e) = state.memory.append(owner, &id, &record).await {
+            tracing::warn!(conversation_id = %id.as_str(), error = %e, "the turn was not remembered");
+            error.get_or_insert_with(|| format!("this answer was not remembered: {e}"));
+        }
+        Ok(ExpertAnswer {
+            domain: expert.domain,
+            status: turn.status,
+            answer: turn.answer,
+            conversation_id: Some(id.as_str().to_owned()),
+            tool_calls: turn.tool_calls,
+            error,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn think(
+        &self,
+        expert: &Expert,
+        token: &BearerToken,
+        id: &ConversationId,
+        history: &[StoredTurn],
+        question: &str,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        cancel: CancellationToken,
+    ) -> agent::Turn {
+        let state = &self.state;
+        let connection = match state.tools.connect(token, id.as_str()).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::warn!(conversation_id = %id.as_str(), error = %e, "tools service unavailable");
+                return agent::Turn {
+                    status: Status::Error,
+                    answer: "I cannot reach the customer-service tools right now. Please try \
+                             again in a moment."
+                        .to_owned(),
+                    tool_calls: Vec::new(),
+                    error: Some(e.to_string()),
+                    steps: 0,
+                };
+            }
+        };
+        let history = as_messages(history);
+        match &state.model {
+            Some(model) => {
+                let ctx = Context {
+                    model: model.as_ref(),
+                    tools: &connection,
+                    progress,
+                    cancel,
+                };
+                agent::run(&ctx, expert, &history, question, state.limits).await
+            }
+            None => {
+                let ctx = planner::Context {
+                    tools: &connection,
+                    progress,
+                    cancel,
+                };
+                planner::answer(&ctx, expert, &history, question, state.limits).await
+            }
+        }
+    }
+}
+
+/// Earlier turns as the model sees them: the question, then the answer.
+fn as_messages(history: &[StoredTurn]) -> Vec<Message> {
+    history
+        .iter()
+        .flat_map(|stored| {
+            [
+                Message::User(stored.turn.question.clone()),
+                Message::Assistant {
+                    text: Some(stored.turn.answer.clone()),
+                    tool_calls: Vec::new(),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// Relays inner progress to the caller as progress of its own request: one step per inner
+/// report (inner calls may run in parallel, so their own counters would not be monotonic),
+/// the message naming the tool. Returns the sender and the task, which ends once every sender
+/// is gone and every report is sent.
+fn relay(
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+) -> (mpsc::UnboundedSender<Progress>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
+    let task = tokio::spawn(async move {
+        let mut step = 0u32;
+        while let Some(report) = rx.recv().await {
+            step += 1;
+            let message = match &report.message {
+                Some(message) => format!("{}: {message}", report.tool),
+                None => format!("{}: {}", report.tool, report.progress),
+            };
+            let param = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                .with_message(message);
+            if let Err(error) = peer.notify_progress(param).await {
+                tracing::debug!(%error, "progress notification not delivered");
+            }
+        }
+    });
+    (tx, task)
+}
+
+fn success(answer: &ExpertAnswer) -> CallToolResponse {
+    match serde_json::to_value(answer) {
+        Ok(value) => {
+            let mut result = CallToolResult::structured(value);
+            result.content = vec![ContentBlock::text(answer.answer.clone())];
+            result.into()
+        }
+        Err(error) => {
+            tracing::error!(%error, "serialising an answer failed");
+            tool_error("internal error".to_owned())
+        }
+    }
+}
+
+fn tool_error(message: String) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(message)]).into()
+}
