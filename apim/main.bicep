@@ -34,7 +34,19 @@ module fabrikam 'route-api.bicep' = {
   }
 }
 
+module contosoAgent 'route-api.bicep' = {
+  name: 'mcp-route-contoso-agent'
+  params: {
+    apimName: apimName
+    routeName: 'contoso-agent'
+    path: 'contoso-agent'
+    serviceUrl: 'https://contoso-agent.example.azurecontainerapps.io'
+    policyXml: loadTextContent('policies/contoso-agent.policy.xml')
+  }
+}
+
 output apiPaths array = [
   contoso.outputs.path
   fabrikam.outputs.path
+  contosoAgent.outputs.path
 ]

@@ -24,7 +24,13 @@ impl fmt::Display for Banner<'_> {
         )?;
 
         writeln!(f, "MCP through the gateway (what clients use):")?;
-        let name_width = column_width(stack.backends.iter().map(|b| b.backend.name));
+        let name_width = column_width(
+            stack
+                .backends
+                .iter()
+                .map(|b| b.backend.name)
+                .chain([stack.agents.agents.name]),
+        );
         for running in &stack.backends {
             writeln!(
                 f,
@@ -33,11 +39,24 @@ impl fmt::Display for Banner<'_> {
             )?;
         }
 
+        let agents = &stack.agents;
+        writeln!(
+            f,
+            "  {:name_width$}  {}  (experts: ask_billing_expert, ask_account_expert, ask_product_expert; {})",
+            agents.agents.name, agents.mcp_url, agents.model
+        )?;
+
         writeln!(
             f,
             "\nBackends directly (debugging only: past the gateway, only the backend's own checks):"
         )?;
-        let label_width = column_width(stack.backends.iter().map(|b| b.backend.label));
+        let label_width = column_width(
+            stack
+                .backends
+                .iter()
+                .map(|b| b.backend.label)
+                .chain(["Agents"]),
+        );
         for running in &stack.backends {
             writeln!(
                 f,
@@ -51,15 +70,28 @@ impl fmt::Display for Banner<'_> {
 
         writeln!(
             f,
+            "  {:label_width$}  {}  (agent service; conversation memory in {})",
+            "Agents",
+            agents.direct_mcp_url,
+            agents.db_path.display()
+        )?;
+
+        writeln!(
+            f,
             "\nWho reaches which route (others get 403; {} calls per minute per tenant and route):",
             topology::RATE_LIMIT_PER_MINUTE
         )?;
         let tenants = defaults::tenants();
         let tenant_width = column_width(tenants.iter().map(|t| t.name.as_str()).chain(["tenant"]));
         let tid_width = column_width(tenants.iter().map(|t| t.tid.as_str()));
+        let columns: Vec<(&str, &[&str])> = BACKENDS
+            .iter()
+            .map(|b| (b.prefix, b.tenants))
+            .chain([(agents.agents.prefix, agents.agents.tenants())])
+            .collect();
         write!(f, "  {:tenant_width$}  {:tid_width$}", "tenant", "tid")?;
-        for backend in BACKENDS {
-            write!(f, "  {}", backend.prefix)?;
+        for (prefix, _) in &columns {
+            write!(f, "  {prefix}")?;
         }
         writeln!(f)?;
         for tenant in &tenants {
@@ -68,15 +100,15 @@ impl fmt::Display for Banner<'_> {
                 "  {:tenant_width$}  {:tid_width$}",
                 tenant.name, tenant.tid
             )?;
-            let cells: Vec<String> = BACKENDS
+            let cells: Vec<String> = columns
                 .iter()
-                .map(|backend| {
-                    let cell = if backend.admits(&tenant.tid) {
+                .map(|(prefix, admitted)| {
+                    let cell = if admitted.contains(&tenant.tid.as_str()) {
                         "yes"
                     } else {
                         "403"
                     };
-                    format!("{cell:width$}", width = backend.prefix.len())
+                    format!("{cell:width$}", width = prefix.len())
                 })
                 .collect();
             writeln!(f, "  {}", cells.join("  ").trim_end())?;

@@ -113,6 +113,11 @@ pub struct StackArgs {
     #[arg(long, env = "FABRIKAM_BIND_ADDR", default_value = "127.0.0.1:8002")]
     pub fabrikam_bind: SocketAddr,
 
+    /// The Contoso agent service's own address (its experts are reached through the gateway at
+    /// `/contoso-agent/mcp`).
+    #[arg(long, env = "AGENT_BIND_ADDR", default_value = "127.0.0.1:8003")]
+    pub agent_bind: SocketAddr,
+
     /// The gateway's address: where MCP clients connect (`/contoso-mcp/mcp`, `/fabrikam-mcp/mcp`).
     #[arg(long, env = "GATEWAY_BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub gateway_bind: SocketAddr,
@@ -216,6 +221,7 @@ mod tests {
         assert_eq!(cli.stack.tools_bind.to_string(), "127.0.0.1:8001");
         assert_eq!(cli.stack.fabrikam_bind.to_string(), "127.0.0.1:8002");
         assert_eq!(cli.stack.gateway_bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(cli.stack.agent_bind.to_string(), "127.0.0.1:8003");
         assert_eq!(
             cli.stack.data.key_file(),
             PathBuf::from("data/devstack/idp-signing-key.pem")

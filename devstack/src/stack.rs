@@ -1,10 +1,11 @@
 //! `devstack` with no arguments: the whole local platform with authentication on.
 //!
 //! Starts, in this process, the development identity provider, the two tools-service backends
-//! of [`crate::topology`] and the gateway in front of them, every service verifying tokens of
+//! of [`crate::topology`], the Contoso agent service (expert agents calling the Contoso tools)
+//! and the gateway in front of them, every service verifying tokens of
 //! that provider exactly as it would verify Entra ID's. It binds every port before starting
 //! anything, waits until each backend is ready and the gateway answers, and returns the URLs and
-//! a ready-to-paste token per tenant and per Contoso role. Later services (agents) join here.
+//! a ready-to-paste token per tenant and per Contoso role.
 
 use std::{
     future::Future,
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::StackArgs,
     idp::{self, IdpConfig, KeySource, TokenSpec, defaults},
-    topology::{self, Backend},
+    topology::{self, Agents, Backend},
 };
 
 /// The Contoso users whose tokens are printed: one per role, and one with every role.
@@ -47,11 +48,26 @@ pub struct RunningStack {
     pub gateway_url: String,
     /// One per backend, in [`topology::BACKENDS`] order.
     pub backends: Vec<RunningBackend>,
+    pub agents: RunningAgents,
     pub tokens: Vec<SampleToken>,
     stop: CancellationToken,
     idp_task: JoinHandle<Result<(), crate::Error>>,
     backend_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    agent_task: JoinHandle<anyhow::Result<()>>,
     gateway_task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// The agent service as started.
+#[derive(Debug)]
+pub struct RunningAgents {
+    pub agents: &'static Agents,
+    /// Its MCP endpoint through the gateway: what clients use.
+    pub mcp_url: String,
+    /// Its own MCP endpoint, for debugging.
+    pub direct_mcp_url: String,
+    pub db_path: PathBuf,
+    /// The model its experts use, or that the offline planner answers.
+    pub model: String,
 }
 
 /// A backend as started: where to reach it through the gateway, and directly.
@@ -99,6 +115,7 @@ impl RunningStack {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.gateway_task.await.context("gateway task")??;
+        self.agent_task.await.context("agent service task")??;
         for (task, backend) in self.backend_tasks.into_iter().zip(&self.backends) {
             task.await
                 .with_context(|| format!("{} tools service task", backend.backend.label))??;
@@ -123,6 +140,9 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         let listener = bind(addr, backend.bind_setting, &what).await?;
         backend_listeners.push((backend, local_addr(&listener)?, listener));
     }
+    let agents = &topology::CONTOSO_AGENTS;
+    let agent_listener = bind(args.agent_bind, agents.bind_setting, "the agent service").await?;
+    let agent_addr = local_addr(&agent_listener)?;
     let gateway_listener = bind(args.gateway_bind, "GATEWAY_BIND_ADDR", "the gateway").await?;
 
     // Then every configuration, so a bad one fails the start before anything runs too.
@@ -143,9 +163,33 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         .iter()
         .map(|(backend, addr, ..)| (*backend, *addr))
         .collect();
-    let gateway_config =
-        topology::gateway_config(local_addr(&gateway_listener)?, &issuer, &upstreams)
-            .context("the gateway configuration devstack generated")?;
+    let tools_url = upstreams
+        .iter()
+        .find(|(backend, _)| std::ptr::eq(*backend, agents.tools))
+        .map(|(_, addr)| format!("http://{}/mcp", topology::dialable(*addr)))
+        .context("the agents' tools service is not in the topology")?;
+    let agent_db = args.data.data_dir.join(agents.db_file());
+    let agent_config = agents.service_config(agent_addr, &agent_db, &issuer, &tools_url)?;
+    let agent_model = match &agent_config.model {
+        agent_service::model::config::ModelChoice::Offline => {
+            "offline planner (no model configured)".to_owned()
+        }
+        agent_service::model::config::ModelChoice::Azure(d) => {
+            format!("Azure OpenAI {} at {}", d.deployment, d.endpoint)
+        }
+        agent_service::model::config::ModelChoice::Compatible {
+            model, base_url, ..
+        } => {
+            format!("{model} at {base_url}")
+        }
+    };
+    let gateway_config = topology::gateway_config(
+        local_addr(&gateway_listener)?,
+        &issuer,
+        &upstreams,
+        &[(agents, agent_addr)],
+    )
+    .context("the gateway configuration devstack generated")?;
 
     let stop = CancellationToken::new();
     // Until the stack is handed over, an early return stops whatever already runs.
@@ -168,6 +212,20 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         wait_until_ok(&what, &format!("{base}/readyz"), task).await?;
     }
 
+    // The agents once their tools service is ready.
+    let mut agent_task = tokio::spawn(agent_service::run(
+        agent_config,
+        agent_listener,
+        stop_signal(&stop),
+    ));
+    let agent_base = format!("http://{}", topology::dialable(agent_addr));
+    wait_until_ok(
+        "the agent service",
+        &format!("{agent_base}/readyz"),
+        &mut agent_task,
+    )
+    .await?;
+
     // After the backends are ready, so the gateway's first health checks find them serving.
     let gateway_url = gateway_config.public_base_url.clone();
     let route_urls: Vec<(String, String)> = gateway_config
@@ -180,6 +238,12 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
             )
         })
         .collect();
+    let agent_mcp_url = gateway_config
+        .routes
+        .iter()
+        .find(|r| r.name == agents.name)
+        .map(|r| gateway_config.resource_url(r))
+        .context("the gateway has no route to the agents")?;
     let mut gateway_task = tokio::spawn(gateway::run(
         gateway_config,
         gateway_listener,
@@ -189,6 +253,13 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         wait_until_ok("the gateway", metadata_url, &mut gateway_task).await?;
     }
 
+    let agents = RunningAgents {
+        agents,
+        mcp_url: agent_mcp_url,
+        direct_mcp_url: format!("{agent_base}/mcp"),
+        db_path: agent_db,
+        model: agent_model,
+    };
     let backends = running
         .into_iter()
         .zip(route_urls)
@@ -205,10 +276,12 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         issuer,
         gateway_url,
         backends,
+        agents,
         tokens,
         stop,
         idp_task,
         backend_tasks,
+        agent_task,
         gateway_task,
     })
 }

@@ -3,9 +3,9 @@
 //! gateway in front of them.
 //!
 //! ```text
-//!                      ┌ /contoso-mcp  ─► Contoso tools service   (contoso, northwind)
-//! client ─► gateway ───┤
-//!                      └ /fabrikam-mcp ─► Fabrikam tools service  (fabrikam, northwind)
+//!                      ┌ /contoso-mcp   ─► Contoso tools service   (contoso, northwind)
+//! client ─► gateway ───┼ /fabrikam-mcp  ─► Fabrikam tools service  (fabrikam, northwind)
+//!                      └ /contoso-agent ─► Contoso experts (agent service) ─► Contoso tools
 //! ```
 //!
 //! `woodgrove` gets valid tokens but is on no list: it shows the 403 of a tenant nobody
@@ -70,6 +70,55 @@ pub const FABRIKAM: Backend = Backend {
 /// Every backend, in the order routes are configured and printed.
 pub const BACKENDS: [&Backend; 2] = [&CONTOSO, &FABRIKAM];
 
+/// The expert agents of one company behind the gateway: an agent service calling that
+/// company's tools service with each caller's own token, so it admits the same tenants.
+#[derive(Debug)]
+pub struct Agents {
+    /// The gateway route's name, and the stem of its memory database in the data folder.
+    pub name: &'static str,
+    pub prefix: &'static str,
+    /// The tools service the experts use.
+    pub tools: &'static Backend,
+    /// The setting naming its bind address.
+    pub bind_setting: &'static str,
+}
+
+pub const CONTOSO_AGENTS: Agents = Agents {
+    name: "contoso-agent",
+    prefix: "/contoso-agent",
+    tools: &CONTOSO,
+    bind_setting: "AGENT_BIND_ADDR",
+};
+
+impl Agents {
+    pub fn tenants(&self) -> &'static [&'static str] {
+        self.tools.tenants
+    }
+
+    pub fn db_file(&self) -> String {
+        format!("{}.db", self.name)
+    }
+
+    /// The agent-service configuration on `addr`, its memory at `db_path`, calling the tools
+    /// service at `tools_mcp_url` directly (inside the trust boundary; the caller's token still
+    /// decides what it may do there), verifying tokens of `issuer`. The model comes from the
+    /// environment (`AZURE_OPENAI_*`, `OPENAI_*`); without one the offline planner answers.
+    pub fn service_config(
+        &self,
+        addr: SocketAddr,
+        db_path: &Path,
+        issuer: &str,
+        tools_mcp_url: &str,
+    ) -> anyhow::Result<agent_service::ValidConfig> {
+        let args = service_flags(addr, db_path, issuer, self.tenants())
+            .chain(["--mcp-server-uri".to_owned(), tools_mcp_url.to_owned()]);
+        agent_service::Config::try_parse_from_args(args)
+            .map_err(anyhow::Error::new)
+            .and_then(|config| Ok(config.into_valid()?))
+            .context("configuring the Contoso agent service")
+    }
+}
+
 /// Calls per tenant per minute on each route: far above what a person at an MCP client does, low
 /// enough that a runaway loop meets a 429 locally as it would in API Management.
 pub const RATE_LIMIT_PER_MINUTE: u32 = 600;
@@ -92,37 +141,48 @@ impl Backend {
 
     /// The tools-service configuration of this backend on `addr` (the address its listener
     /// got), its database at `db_path`, verifying tokens of `issuer`.
-    ///
-    /// Everything that must differ between the backends, or must hold whatever the environment
-    /// says, is passed as a flag: the service reads its environment for the flags not given, and
-    /// one process cannot give two services two `DB_PATH`s.
     pub fn service_config(
         &self,
         addr: SocketAddr,
         db_path: &Path,
         issuer: &str,
     ) -> anyhow::Result<tools_service::ValidConfig> {
-        let flags = [
-            ("--bind-addr", addr.to_string()),
-            ("--public-base-url", format!("http://{}", dialable(addr))),
-            ("--db-path", db_path.display().to_string()),
-            ("--seed-random", self.rng_seed.to_string()),
-            ("--seed-customer-count", self.customers.to_string()),
-            ("--auth-issuer", issuer.to_owned()),
-            ("--mcp-api-audience", defaults::AUDIENCE.to_owned()),
-            ("--allowed-tenants", self.tenants.join(",")),
-            // Whatever the environment says, devstack runs with verified tokens.
-            ("--disable-auth", "false".to_owned()),
-            ("--use-passthrough-auth", "false".to_owned()),
-        ];
-        let args = flags
-            .into_iter()
-            .flat_map(|(flag, value)| [flag.to_owned(), value]);
+        let args = service_flags(addr, db_path, issuer, self.tenants).chain([
+            "--seed-random".to_owned(),
+            self.rng_seed.to_string(),
+            "--seed-customer-count".to_owned(),
+            self.customers.to_string(),
+        ]);
         tools_service::Config::try_parse_from_args(args)
             .map_err(anyhow::Error::new)
             .and_then(|config| Ok(config.into_valid()?))
             .with_context(|| format!("configuring the {} tools service", self.label))
     }
+}
+
+/// The flags every service of the stack gets: where it listens and is reached, its database,
+/// and verified tokens of `issuer` for `tenants` only. Everything that must differ between the
+/// services, or must hold whatever the environment says, is a flag: a service reads its
+/// environment for the flags not given, and one process cannot give two services two `DB_PATH`s.
+fn service_flags(
+    addr: SocketAddr,
+    db_path: &Path,
+    issuer: &str,
+    tenants: &[&str],
+) -> impl Iterator<Item = String> {
+    [
+        ("--bind-addr", addr.to_string()),
+        ("--public-base-url", format!("http://{}", dialable(addr))),
+        ("--db-path", db_path.display().to_string()),
+        ("--auth-issuer", issuer.to_owned()),
+        ("--mcp-api-audience", defaults::AUDIENCE.to_owned()),
+        ("--allowed-tenants", tenants.join(",")),
+        // Whatever the environment says, devstack runs with verified tokens.
+        ("--disable-auth", "false".to_owned()),
+        ("--use-passthrough-auth", "false".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
 }
 
 /// The gateway listening on `listen` (the address its listener got) in front of `upstreams` (each
@@ -134,18 +194,25 @@ pub fn gateway_config(
     listen: SocketAddr,
     issuer: &str,
     upstreams: &[(&Backend, SocketAddr)],
+    agents: &[(&Agents, SocketAddr)],
 ) -> Result<gateway::Config, gateway::ConfigError> {
+    let route = |name: &str, prefix: &str, addr: SocketAddr, tenants: &[&str]| RawRoute {
+        name: Some(name.to_owned()),
+        prefix: Some(prefix.to_owned()),
+        upstreams: vec![dialable(addr).to_string()],
+        allowed_tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+        rate_limit_per_minute: Some(RATE_LIMIT_PER_MINUTE),
+        health_check_interval_ms: Some(HEALTH_CHECK_INTERVAL_MS),
+        ..RawRoute::default()
+    };
     let routes = upstreams
         .iter()
-        .map(|(backend, addr)| RawRoute {
-            name: Some(backend.name.to_owned()),
-            prefix: Some(backend.prefix.to_owned()),
-            upstreams: vec![dialable(*addr).to_string()],
-            allowed_tenants: backend.tenants.iter().map(|t| (*t).to_owned()).collect(),
-            rate_limit_per_minute: Some(RATE_LIMIT_PER_MINUTE),
-            health_check_interval_ms: Some(HEALTH_CHECK_INTERVAL_MS),
-            ..RawRoute::default()
-        })
+        .map(|(backend, addr)| route(backend.name, backend.prefix, *addr, backend.tenants))
+        .chain(
+            agents
+                .iter()
+                .map(|(agents, addr)| route(agents.name, agents.prefix, *addr, agents.tenants())),
+        )
         .collect();
     gateway::Config::validate(RawConfig {
         listen: Some(listen.to_string()),
@@ -188,6 +255,7 @@ mod tests {
                 (&CONTOSO, addr("127.0.0.1:8001")),
                 (&FABRIKAM, addr("127.0.0.1:8002")),
             ],
+            &[(&CONTOSO_AGENTS, addr("127.0.0.1:8003"))],
         )
         .expect("the generated gateway configuration is valid")
     }
@@ -203,9 +271,12 @@ mod tests {
                 .map(|r| r.name.as_str())
                 .collect()
         };
-        assert_eq!(reach(defaults::CONTOSO), ["contoso"]);
+        assert_eq!(reach(defaults::CONTOSO), ["contoso", "contoso-agent"]);
         assert_eq!(reach(defaults::FABRIKAM), ["fabrikam"]);
-        assert_eq!(reach(defaults::NORTHWIND), ["contoso", "fabrikam"]);
+        assert_eq!(
+            reach(defaults::NORTHWIND),
+            ["contoso", "fabrikam", "contoso-agent"]
+        );
         assert!(
             reach(defaults::WOODGROVE).is_empty(),
             "woodgrove reaches nothing"
@@ -272,6 +343,7 @@ mod tests {
             addr("0.0.0.0:8080"),
             defaults::ISSUER,
             &[(&CONTOSO, addr("0.0.0.0:8001"))],
+            &[],
         )
         .expect("valid");
         assert_eq!(everywhere.public_base_url, "http://127.0.0.1:8080");

@@ -1,5 +1,6 @@
 //! `devstack` with no arguments, in process: the identity provider, the Contoso and Fabrikam
-//! tools services and the gateway come up wired together with authentication on. Through the
+//! tools services, the Contoso experts and the gateway come up wired together with
+//! authentication on. Through the
 //! gateway, with real MCP calls: every tenant reaches exactly the routes the topology gives it,
 //! the printed tokens work as their roles say, and the two backends serve different data.
 
@@ -19,6 +20,7 @@ fn args(dir: &tempfile::TempDir) -> StackArgs {
         tools_bind: any_port(),
         fabrikam_bind: any_port(),
         gateway_bind: any_port(),
+        agent_bind: any_port(),
         token_lifetime_secs: 600,
         data: DataArgs {
             data_dir: dir.path().join("devstack"),
@@ -195,10 +197,11 @@ async fn the_banner_lists_every_url_and_token_and_the_contoso_tokens_work_by_rol
             .unwrap_or_else(|| panic!("a row for {tid} in {banner}"));
         let cells: Vec<&str> = row.split_whitespace().skip(2).collect();
         let expected = match tid {
-            defaults::CONTOSO => ["yes", "403"],
-            defaults::FABRIKAM => ["403", "yes"],
-            defaults::NORTHWIND => ["yes", "yes"],
-            _ => ["403", "403"],
+            // /contoso-mcp, /fabrikam-mcp, /contoso-agent
+            defaults::CONTOSO => ["yes", "403", "yes"],
+            defaults::FABRIKAM => ["403", "yes", "403"],
+            defaults::NORTHWIND => ["yes", "yes", "yes"],
+            _ => ["403", "403", "403"],
         };
         assert_eq!(cells, expected, "{row}");
     }
@@ -277,4 +280,39 @@ async fn a_taken_port_fails_the_start_naming_its_setting() {
     }
     // Ports are bound before anything starts: no database was created.
     assert!(!dir.path().join("devstack/contoso.db").exists());
+}
+
+#[tokio::test]
+async fn the_contoso_experts_answer_through_the_gateway_for_the_contoso_tenants_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stack = start(&dir).await;
+    let url = &stack.agents.mcp_url;
+    assert!(url.ends_with("/contoso-agent/mcp"), "{url}");
+    assert!(stack.banner().contains(url.as_str()));
+    let question = json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "ask_billing_expert",
+            "arguments": {"question": "Why is my bill so high this month? I'm customer 251."}
+        },
+    });
+    let contoso = stack.token_of("contoso").expect("a contoso token");
+    let response = mcp(url, Some(contoso), question.clone()).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    let answer = &body["result"]["structuredContent"];
+    assert_eq!(answer["domain"], "billing", "{body}");
+    assert_eq!(answer["status"], "done", "{body}");
+    let text = answer["answer"].as_str().expect("text");
+    assert!(text.contains("offline planner"), "{text}");
+    assert!(text.contains("100.00"), "the facts of customer 251: {text}");
+
+    for tenant in ["fabrikam", "woodgrove"] {
+        let token = stack.token_of(tenant).expect("a token");
+        let response = mcp(url, Some(token), question.clone()).await;
+        assert_eq!(response.status(), 403, "{tenant}");
+    }
+    stack.stop().await.expect("stops");
 }

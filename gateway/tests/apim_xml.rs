@@ -240,7 +240,7 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
 #[test]
 fn every_committed_policy_parses_and_matches_the_configuration() {
     let config = example_config();
-    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes.len(), 3);
     for route in &config.routes {
         check_policy(&config, route, &committed_policy(route));
     }
@@ -265,6 +265,7 @@ fn each_tenant_reaches_exactly_its_routes() {
     };
     assert_eq!(tenants_of("contoso"), [CONTOSO, NORTHWIND]);
     assert_eq!(tenants_of("fabrikam"), [FABRIKAM, NORTHWIND]);
+    assert_eq!(tenants_of("contoso-agent"), [CONTOSO, NORTHWIND]);
 }
 
 #[test]

@@ -144,7 +144,7 @@ fn run_validates_summarises_and_fails_naming_an_unreachable_issuer() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.starts_with("2 routes on 127.0.0.1:0 (http://127.0.0.1:8080): contoso /contoso-mcp -> 127.0.0.1:8001"),
+        stdout.starts_with("3 routes on 127.0.0.1:0 (http://127.0.0.1:8080): contoso /contoso-mcp -> 127.0.0.1:8001"),
         "{stdout}"
     );
     assert!(
