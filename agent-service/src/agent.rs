@@ -7,7 +7,7 @@
 //! caller may call within the expert's subset, and a call to anything else is refused here
 //! without reaching the tools service.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, future::Future, time::Duration};
 
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -59,14 +59,46 @@ pub struct Turn {
     pub steps: usize,
 }
 
-/// What the turn runs against: the model, the caller's connection to the tools service, and
-/// where inner progress goes.
-pub struct Context<'a> {
-    pub model: &'a dyn ChatModel,
+/// What an expert works with, model or not: the caller's connection to the tools service,
+/// where inner progress goes, and the outer request's cancellation.
+pub struct Work<'a> {
     pub tools: &'a ToolsConnection,
     pub progress: Option<ProgressSender>,
     /// Cancelling it (the outer request was cancelled) cancels the inner calls and ends the turn.
     pub cancel: CancellationToken,
+}
+
+/// How bounded work ended.
+pub enum Ended<T> {
+    Finished(T),
+    /// The outer request was cancelled.
+    Cancelled,
+    /// The time budget ran out; the inner calls still running were cancelled.
+    OutOfTime,
+}
+
+impl Work<'_> {
+    /// Runs `work` until it finishes, the outer request is cancelled, or `budget` runs out.
+    pub async fn bounded<T>(&self, budget: Duration, work: impl Future<Output = T>) -> Ended<T> {
+        tokio::select! {
+            ended = tokio::time::timeout(budget, work) => match ended {
+                Ok(value) => Ended::Finished(value),
+                Err(_) => {
+                    // Inner calls still running are abandoned with the future; tell the tools
+                    // service.
+                    self.cancel.cancel();
+                    Ended::OutOfTime
+                }
+            },
+            () = self.cancel.cancelled() => Ended::Cancelled,
+        }
+    }
+}
+
+/// What a model-driven turn runs against: the model and the work.
+pub struct Context<'a> {
+    pub model: &'a dyn ChatModel,
+    pub work: Work<'a>,
 }
 
 /// Runs one turn of `expert` on `question`, after `history` (earlier turns of the conversation,
@@ -83,12 +115,8 @@ pub async fn run(
     let work = turn(
         ctx, expert, history, question, limits, &mut calls, &mut steps,
     );
-    let ended = tokio::select! {
-        ended = tokio::time::timeout(limits.time_budget, work) => ended,
-        () = ctx.cancel.cancelled() => Ok(Err(TurnError::Cancelled)),
-    };
-    let error = match ended {
-        Ok(Ok((status, answer))) => {
+    let error = match ctx.work.bounded(limits.time_budget, work).await {
+        Ended::Finished(Ok((status, answer))) => {
             return Turn {
                 status,
                 answer,
@@ -97,12 +125,9 @@ pub async fn run(
                 steps,
             };
         }
-        Ok(Err(error)) => error,
-        Err(_) => {
-            // Inner calls still running are abandoned with the future; tell the tools service.
-            ctx.cancel.cancel();
-            TurnError::OutOfTime(limits.time_budget)
-        }
+        Ended::Finished(Err(error)) => error,
+        Ended::Cancelled => TurnError::Cancelled,
+        Ended::OutOfTime => TurnError::OutOfTime(limits.time_budget),
     };
     Turn {
         status: Status::Error,
@@ -154,6 +179,7 @@ async fn turn(
     steps: &mut usize,
 ) -> Result<(Status, String), TurnError> {
     let offered = ctx
+        .work
         .tools
         .tools_within(expert.tools)
         .await
@@ -195,7 +221,12 @@ async fn turn(
         if tool_calls.is_empty() {
             return Ok((Status::Done, text.unwrap_or_default()));
         }
-        let results = join_all(tool_calls.iter().map(|call| execute(ctx, &available, call))).await;
+        let results = join_all(
+            tool_calls
+                .iter()
+                .map(|call| execute(&ctx.work, &available, call)),
+        )
+        .await;
         messages.push(Message::Assistant {
             text,
             tool_calls: tool_calls.clone(),
@@ -233,7 +264,7 @@ fn request_input_spec() -> ToolSpec {
 
 /// Runs one call the model asked for; returns its record and the text the model gets back.
 async fn execute(
-    ctx: &Context<'_>,
+    ctx: &Work<'_>,
     available: &HashSet<String>,
     call: &ToolCall,
 ) -> (ToolCallRecord, String) {

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::{self, Context, Limits, Status, ToolCallRecord},
+    agent::{self, Context, Limits, Status, ToolCallRecord, Work},
     experts::{self, Domain, EXPERTS, Expert},
     memory::{ConversationId, ConversationStore, Owner, StoredTurn, Turn as MemoryTurn},
     model::{ChatModel, Message},
@@ -297,9 +297,11 @@ impl Experts {
             Some(model) => {
                 let ctx = Context {
                     model: model.as_ref(),
-                    tools: &connection,
-                    progress,
-                    cancel,
+                    work: Work {
+                        tools: &connection,
+                        progress,
+                        cancel,
+                    },
                 };
                 agent::run(&ctx, expert, &history, question, state.limits).await
             }

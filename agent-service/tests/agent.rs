@@ -10,7 +10,7 @@ mod scripted_model;
 use std::time::{Duration, Instant};
 
 use agent_service::{
-    agent::{self, Context, Limits, Status},
+    agent::{self, Context, Limits, Status, Work},
     experts::{self, Expert},
     model::openai::OpenAiChat,
     upstream::ToolsConnection,
@@ -34,9 +34,11 @@ async fn ask(
     let model = model(server);
     let ctx = Context {
         model: &model,
-        tools,
-        progress: None,
-        cancel: CancellationToken::new(),
+        work: Work {
+            tools,
+            progress: None,
+            cancel: CancellationToken::new(),
+        },
     };
     agent::run(&ctx, expert, &[], question, limits).await
 }

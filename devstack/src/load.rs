@@ -85,6 +85,24 @@ where
     Ok(Process { child, addr })
 }
 
+/// What a benchmark starts with: a scratch folder named after `program`, and a development
+/// identity provider in this process with a Contoso `query` token from it.
+pub async fn bench_setup(
+    program: &str,
+) -> anyhow::Result<(PathBuf, crate::idp::RunningIdp, String)> {
+    use crate::idp::{self, IdpConfig, TokenSpec, defaults};
+    let dir = std::env::temp_dir().join(format!("{program}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let idp = idp::spawn(IdpConfig::default())
+        .await
+        .context("starting the identity provider")?;
+    let token = idp.idp.mint(&TokenSpec {
+        lifetime: Duration::from_secs(3600),
+        ..TokenSpec::new(defaults::CONTOSO, ["query"], program)
+    });
+    Ok((dir, idp, token))
+}
+
 /// One JSON-RPC request; an HTTP error, a JSON-RPC error or a tool error is an `Err`.
 pub async fn rpc(
     client: &reqwest::Client,

@@ -27,13 +27,10 @@ mod product;
 
 use std::sync::Mutex;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::{
-    agent::{Limits, Status, ToolCallRecord, Turn},
+    agent::{Ended, Limits, Status, ToolCallRecord, Turn},
     experts::{Domain, EXPERTS, Expert},
     model::Message,
-    upstream::{ProgressSender, ToolsConnection},
 };
 
 use answer::Reply;
@@ -45,14 +42,9 @@ use probe::{Probe, Stop};
 pub const OFFLINE_NOTE: &str =
     "(Answered by the offline planner: no language model is configured.)";
 
-/// What the planner runs against: the caller's connection to the tools service, and where
-/// inner progress goes. [`crate::agent::Context`] without the model.
-pub struct Context<'a> {
-    pub tools: &'a ToolsConnection,
-    pub progress: Option<ProgressSender>,
-    /// Cancelling it (the outer request was cancelled) cancels the inner calls and ends the turn.
-    pub cancel: CancellationToken,
-}
+/// What the planner runs against: [`crate::agent::Work`], the model loop's context without the
+/// model.
+pub use crate::agent::Work as Context;
 
 /// Answers `question` as `expert` without a model. `history` (earlier turns of the
 /// conversation) supplies the customer id when the question itself does not name one; only
@@ -91,16 +83,11 @@ pub async fn answer(
         unlock_asked,
         &records,
     );
-    let ended = tokio::select! {
-        ended = tokio::time::timeout(limits.time_budget, work) => ended,
-        () = ctx.cancel.cancelled() => Ok(Err(Stop::Cancelled)),
-    };
-    let (reply, error) = match ended {
-        Ok(Ok(reply)) => (reply, None),
-        Ok(Err(stop)) => (failed(&stop), Some(stop.to_string())),
-        Err(_) => {
-            // Inner calls still running are abandoned with the future; tell the tools service.
-            ctx.cancel.cancel();
+    let (reply, error) = match ctx.bounded(limits.time_budget, work).await {
+        Ended::Finished(Ok(reply)) => (reply, None),
+        Ended::Finished(Err(stop)) => (failed(&stop), Some(stop.to_string())),
+        Ended::Cancelled => (failed(&Stop::Cancelled), Some(Stop::Cancelled.to_string())),
+        Ended::OutOfTime => {
             let why = format!("the planner did not finish within {:?}", limits.time_budget);
             (
                 Reply::plain(

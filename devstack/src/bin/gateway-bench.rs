@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use devstack::{
-    idp::{self, IdpConfig, TokenSpec, defaults},
+    idp::defaults,
     load::{self, Calls, Measurement},
 };
 use serde_json::json;
@@ -49,16 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tools_bin = load::sibling_binary("tools-service")?;
     let gateway_bin = load::sibling_binary("gateway")?;
-    let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-
-    let idp = idp::spawn(IdpConfig::default())
-        .await
-        .context("starting the identity provider")?;
-    let token = idp.idp.mint(&TokenSpec {
-        lifetime: Duration::from_secs(3600),
-        ..TokenSpec::new(defaults::CONTOSO, ["query"], "gateway-bench")
-    });
+    let (dir, idp, token) = load::bench_setup("gateway-bench").await?;
 
     let backend = load::spawn(
         &tools_bin,
