@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{Router, extract::State, response::IntoResponse, routing::get};
 use serde::Serialize;
 use shared::{auth::middleware::Authenticator, config::HostGuardArgs, mcp::ShutdownGuard};
 
@@ -64,7 +64,7 @@ async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse
         status: if ready { "ready" } else { "not_ready" },
         model: match &state.model {
             Some(model) => model.describe(),
-            None => "offline planner (no model configured)".to_owned(),
+            None => crate::model::config::OFFLINE.to_owned(),
         },
         memory: if memory_ok { "sqlite" } else { "unreachable" },
         tools_service: state.tools.url().to_owned(),
@@ -77,10 +77,5 @@ async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse
             None
         },
     };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    shared::http::readiness(ready, body)
 }

@@ -36,6 +36,28 @@ fn token(stack: &Stack, subject: &str, roles: &[&str]) -> String {
     ))
 }
 
+/// A tools service (diagnosis steps of `step_ms`), a scripted model answering `replies`, and an
+/// agent service using both with its memory in a fresh folder.
+struct Setup {
+    stack: Stack,
+    model: ScriptedModel,
+    agent: AgentService,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(step_ms: u64, replies: impl IntoIterator<Item = Scripted>) -> Setup {
+    let stack = Stack::start(step_ms).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = ScriptedModel::start(replies).await;
+    let agent = agent(&stack, &dir.path().join("agent.db"), &model).await;
+    Setup {
+        stack,
+        model,
+        agent,
+        _dir: dir,
+    }
+}
+
 /// A JSON-RPC POST to the agent service's MCP endpoint.
 async fn post(agent: &AgentService, token: &str, body: &Value) -> reqwest::Response {
     reqwest::Client::new()
@@ -70,15 +92,20 @@ async fn ask(agent: &AgentService, token: &str, tool: &str, arguments: Value) ->
 
 #[tokio::test]
 async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
-    let stack = Stack::start(20).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let model = ScriptedModel::start([
-        Scripted::ToolCalls(vec![("get_billing_summary", json!({"customer_id": 251}))]),
-        Scripted::Text("Your latest invoice is $150.00; $100.00 is due."),
-        Scripted::Text("It was overage: 12 GB over your cap."),
-    ])
+    let Setup {
+        stack,
+        model,
+        agent,
+        _dir,
+    } = setup(
+        20,
+        [
+            Scripted::ToolCalls(vec![("get_billing_summary", json!({"customer_id": 251}))]),
+            Scripted::Text("Your latest invoice is $150.00; $100.00 is due."),
+            Scripted::Text("It was overage: 12 GB over your cap."),
+        ],
+    )
     .await;
-    let agent = agent(&stack, &dir.path().join("agent.db"), &model).await;
     let alice = token(&stack, "alice", &["query"]);
 
     let first = ask(
@@ -225,14 +252,19 @@ async fn conversations_survive_a_restart_and_span_two_replicas() {
 
 #[tokio::test]
 async fn the_expert_cannot_exceed_its_callers_rights() {
-    let stack = Stack::start(20).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let model = ScriptedModel::start([
-        Scripted::ToolCalls(vec![("unlock_account", json!({"customer_id": 254}))]),
-        Scripted::Text("I am not allowed to unlock accounts for you."),
-    ])
+    let Setup {
+        stack,
+        model,
+        agent,
+        _dir,
+    } = setup(
+        20,
+        [
+            Scripted::ToolCalls(vec![("unlock_account", json!({"customer_id": 254}))]),
+            Scripted::Text("I am not allowed to unlock accounts for you."),
+        ],
+    )
     .await;
-    let agent = agent(&stack, &dir.path().join("agent.db"), &model).await;
     let query_only = token(&stack, "alice", &["query"]);
     let result = ask(
         &agent,
@@ -262,14 +294,19 @@ async fn the_expert_cannot_exceed_its_callers_rights() {
 
 #[tokio::test]
 async fn inner_progress_is_relayed_while_the_tool_runs() {
-    let stack = Stack::start(120).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let model = ScriptedModel::start([
-        Scripted::ToolCalls(vec![("trouble_shoot_device", json!({"customer_id": 252}))]),
-        Scripted::Text("Your line is slow because of an open incident."),
-    ])
+    let Setup {
+        stack,
+        model: _,
+        agent,
+        _dir,
+    } = setup(
+        120,
+        [
+            Scripted::ToolCalls(vec![("trouble_shoot_device", json!({"customer_id": 252}))]),
+            Scripted::Text("Your line is slow because of an open incident."),
+        ],
+    )
     .await;
-    let agent = agent(&stack, &dir.path().join("agent.db"), &model).await;
     let body = json!({
         "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {
@@ -331,10 +368,12 @@ async fn inner_progress_is_relayed_while_the_tool_runs() {
 
 #[tokio::test]
 async fn readiness_names_the_model_and_a_missing_token_is_refused() {
-    let stack = Stack::start(20).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let model = ScriptedModel::start([]).await;
-    let agent = agent(&stack, &dir.path().join("agent.db"), &model).await;
+    let Setup {
+        stack,
+        model: _,
+        agent,
+        _dir,
+    } = setup(20, []).await;
     let ready: Value = reqwest::get(format!("{}/readyz", agent.url))
         .await
         .expect("readyz")

@@ -170,19 +170,7 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
         .context("the agents' tools service is not in the topology")?;
     let agent_db = args.data.data_dir.join(agents.db_file());
     let agent_config = agents.service_config(agent_addr, &agent_db, &issuer, &tools_url)?;
-    let agent_model = match &agent_config.model {
-        agent_service::model::config::ModelChoice::Offline => {
-            "offline planner (no model configured)".to_owned()
-        }
-        agent_service::model::config::ModelChoice::Azure(d) => {
-            format!("Azure OpenAI {} at {}", d.deployment, d.endpoint)
-        }
-        agent_service::model::config::ModelChoice::Compatible {
-            model, base_url, ..
-        } => {
-            format!("{model} at {base_url}")
-        }
-    };
+    let agent_model = agent_config.model.describe();
     let gateway_config = topology::gateway_config(
         local_addr(&gateway_listener)?,
         &issuer,

@@ -131,6 +131,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(Status { status: "ok" })
 }
 
+/// `GET /readyz`'s answer: `body` with 200 when `ready`, else 503, so orchestrators route
+/// traffic only to ready replicas while people can read why one is not.
+pub fn readiness<T: serde::Serialize>(ready: bool, body: T) -> impl IntoResponse {
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
 #[derive(serde::Serialize)]
 struct Status {
     status: &'static str,

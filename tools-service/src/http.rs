@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{Router, extract::State, response::IntoResponse, routing::get};
 use serde::Serialize;
 use shared::{
     auth::{RolePolicy, middleware::Authenticator},
@@ -95,10 +95,5 @@ async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse
             None
         },
     };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    shared::http::readiness(ready, body)
 }

@@ -94,7 +94,21 @@ impl ModelArgs {
     }
 }
 
+/// How the offline planner is named where a model's name would be.
+pub const OFFLINE: &str = "offline planner (no model configured)";
+
 impl ModelChoice {
+    /// Which model and where (never the key), or [`OFFLINE`].
+    pub fn describe(&self) -> String {
+        match self {
+            ModelChoice::Azure(d) => format!("Azure OpenAI {} at {}", d.deployment, d.endpoint),
+            ModelChoice::Compatible {
+                base_url, model, ..
+            } => format!("{model} at {base_url}"),
+            ModelChoice::Offline => OFFLINE.to_owned(),
+        }
+    }
+
     /// The model client, or `None` for the offline planner.
     pub fn build(&self) -> Result<Option<Arc<dyn ChatModel>>, ModelError> {
         Ok(match self {
