@@ -60,7 +60,7 @@ pub async fn run(
     } = valid;
     // The issuer and the model client first: a configuration error creates no database.
     let mode = plan.build(reqwest::Client::new()).await?;
-    let model = model.build()?;
+    let model = model.build().await?;
     match &model {
         Some(model) => tracing::info!(model = %model.describe(), "experts answer with a model"),
         None => tracing::warn!(

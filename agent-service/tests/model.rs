@@ -10,7 +10,7 @@ use agent_service::model::{
 };
 use scripted_model::{Scripted, ScriptedModel};
 use serde_json::json;
-use shared::config::{AzureDeployment, Secret};
+use shared::config::{AzureDeployment, AzureOpenAiAuth, Secret};
 
 fn billing_tool() -> ToolSpec {
     ToolSpec {
@@ -29,7 +29,7 @@ fn azure(server: &ScriptedModel) -> OpenAiChat {
         endpoint: server.url.clone(),
         deployment: "gpt-4o-chat".into(),
         api_version: "2024-10-21".into(),
-        api_key: Secret::new("azure-key-123"),
+        auth: AzureOpenAiAuth::ApiKey(Secret::new("azure-key-123")),
     })
     .expect("client")
 }

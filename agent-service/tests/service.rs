@@ -58,38 +58,6 @@ async fn setup(step_ms: u64, replies: impl IntoIterator<Item = Scripted>) -> Set
     }
 }
 
-/// A JSON-RPC POST to the agent service's MCP endpoint.
-async fn post(agent: &AgentService, token: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/mcp", agent.url))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request")
-}
-
-/// `tools/call` of an expert; the JSON-RPC `result`.
-async fn ask(agent: &AgentService, token: &str, tool: &str, arguments: Value) -> Value {
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments}
-    });
-    let response = post(agent, token, &body).await;
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("body");
-    let json = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .find(|d| d.contains("\"result\"") || d.contains("\"error\""))
-        .unwrap_or(&text);
-    let reply: Value = serde_json::from_str(json.trim()).expect("JSON-RPC");
-    reply["result"].clone()
-}
-
 #[tokio::test]
 async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
     let Setup {
@@ -109,7 +77,7 @@ async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
     let alice = token(&stack, "alice", &["query"]);
 
     let first = ask(
-        &agent,
+        &agent.url,
         &alice,
         "ask_billing_expert",
         json!({"question": "Why is my bill high? I am customer 251."}),
@@ -133,7 +101,7 @@ async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
 
     // Alice continues: the expert sees her earlier question and its answer.
     let second = ask(
-        &agent,
+        &agent.url,
         &alice,
         "ask_billing_expert",
         json!({"question": "Why was it so high?", "conversation_id": conversation}),
@@ -162,7 +130,7 @@ async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
     // Bob cannot continue Alice's conversation, and learns nothing about it.
     let bob = token(&stack, "bob", &["query"]);
     let refused = ask(
-        &agent,
+        &agent.url,
         &bob,
         "ask_billing_expert",
         json!({"question": "And mine?", "conversation_id": conversation}),
@@ -178,14 +146,14 @@ async fn an_expert_answers_and_remembers_the_conversation_for_its_owner_only() {
     );
 
     let malformed = ask(
-        &agent,
+        &agent.url,
         &alice,
         "ask_billing_expert",
         json!({"question": "hi", "conversation_id": "../etc"}),
     )
     .await;
     assert_eq!(malformed["isError"], true, "{malformed}");
-    let unknown_field = ask(&agent, &alice, "ask_billing_expert", json!({"q": "hi"})).await;
+    let unknown_field = ask(&agent.url, &alice, "ask_billing_expert", json!({"q": "hi"})).await;
     assert_eq!(unknown_field["isError"], true, "{unknown_field}");
 }
 
@@ -204,7 +172,7 @@ async fn conversations_survive_a_restart_and_span_two_replicas() {
 
     let one = agent(&stack, &db, &model).await;
     let first = ask(
-        &one,
+        &one.url,
         &alice,
         "ask_product_expert",
         json!({"question": "Q1"}),
@@ -219,7 +187,7 @@ async fn conversations_survive_a_restart_and_span_two_replicas() {
     // A new process on the same database continues it...
     let restarted = agent(&stack, &db, &model).await;
     let second = ask(
-        &restarted,
+        &restarted.url,
         &alice,
         "ask_product_expert",
         json!({"question": "Q2", "conversation_id": id}),
@@ -229,7 +197,7 @@ async fn conversations_survive_a_restart_and_span_two_replicas() {
     // ...and so does a second replica running beside it.
     let replica = agent(&stack, &db, &model).await;
     let third = ask(
-        &replica,
+        &replica.url,
         &alice,
         "ask_product_expert",
         json!({"question": "Q3", "conversation_id": id}),
@@ -267,7 +235,7 @@ async fn the_expert_cannot_exceed_its_callers_rights() {
     .await;
     let query_only = token(&stack, "alice", &["query"]);
     let result = ask(
-        &agent,
+        &agent.url,
         &query_only,
         "ask_account_expert",
         json!({"question": "Unlock the account of customer 254."}),
@@ -316,7 +284,7 @@ async fn inner_progress_is_relayed_while_the_tool_runs() {
         }
     });
     let sent = Instant::now();
-    let mut response = post(&agent, &token(&stack, "alice", &["query"]), &body).await;
+    let mut response = post(&agent.url, &token(&stack, "alice", &["query"]), &body).await;
     let mut buffer = String::new();
     let mut progress: Vec<(Duration, Value)> = Vec::new();
     let mut result_at = None;
@@ -415,7 +383,7 @@ async fn without_a_model_the_offline_planner_answers_and_says_so() {
 
     let alice = token(&stack, "alice", &["query"]);
     let result = ask(
-        &agent,
+        &agent.url,
         &alice,
         "ask_billing_expert",
         json!({"question": "Why is my bill so high this month? I'm customer 251."}),

@@ -7,7 +7,9 @@
 //! - [`stack`]: `devstack` with no arguments: the identity provider, both backends and the
 //!   gateway, wired together with authentication on, on fixed ports, and the banner it prints;
 //! - [`config`]: the `devstack` command line;
-//! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`) share.
+//! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`) share;
+//! - [`managed_identity`]: a stand-in for Azure's managed identity endpoint, for the tests of
+//!   the services' Entra authentication.
 //!
 //! [`token`] and [`run_idp`] are what the `devstack token` and `devstack idp` subcommands do.
 
@@ -16,6 +18,7 @@ pub mod config;
 mod error;
 pub mod idp;
 pub mod load;
+pub mod managed_identity;
 pub mod stack;
 pub mod topology;
 

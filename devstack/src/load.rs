@@ -51,7 +51,8 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `bin` with `args` and `env` and waits for the `listening on http://ADDR` line every
 /// service of the workspace prints once bound. Its output is drained (and dropped) from then on,
-/// so it never blocks on a full pipe.
+/// so it never blocks on a full pipe. `env` is its whole environment: nothing in the caller's
+/// shell (a `RUST_LOG`, an `AZURE_OPENAI_API_KEY`) changes what is measured or tested.
 pub async fn spawn<I, K, V>(bin: &Path, args: &[&str], env: I) -> anyhow::Result<Process>
 where
     I: IntoIterator<Item = (K, V)>,
@@ -60,6 +61,7 @@ where
 {
     let mut child = Command::new(bin)
         .args(args)
+        .env_clear()
         .envs(env)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -79,13 +79,102 @@ pub struct AzureOpenAiArgs {
     #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
     pub azure_openai_endpoint: Option<String>,
 
-    /// Azure OpenAI API key.
+    /// Azure OpenAI API key. Without one, set `AZURE_CREDENTIAL` to authenticate with an Entra
+    /// identity instead (no secret to store or rotate).
     #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
     pub azure_openai_api_key: Option<Secret>,
 
     /// Azure OpenAI REST API version.
     #[arg(long, env = "AZURE_OPENAI_API_VERSION", default_value = "2024-10-21")]
     pub azure_openai_api_version: String,
+
+    #[command(flatten)]
+    pub credential: AzureCredentialArgs,
+
+    /// The Entra scope of tokens for Azure OpenAI; differs only in sovereign clouds
+    /// (e.g. `https://cognitiveservices.azure.us/.default`).
+    #[arg(
+        long,
+        env = "AZURE_OPENAI_TOKEN_SCOPE",
+        default_value = "https://cognitiveservices.azure.com/.default"
+    )]
+    pub azure_openai_token_scope: String,
+}
+
+/// Which Entra identity a service uses for Azure resources when it holds no key for them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AzureCredentialArgs {
+    /// How to get Entra tokens for Azure resources that have no key set. `managed-identity`:
+    /// the identity Azure gives the app (Container Apps and App Service through
+    /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, which the platform sets; VMs through the instance
+    /// metadata service).
+    #[arg(long, env = "AZURE_CREDENTIAL", value_enum)]
+    pub azure_credential: Option<AzureCredentialKind>,
+
+    /// Client ID of a user-assigned managed identity; unset means the system-assigned one.
+    #[arg(long, env = "AZURE_CLIENT_ID")]
+    pub azure_client_id: Option<String>,
+}
+
+/// The kinds of Entra credential a service can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AzureCredentialKind {
+    ManagedIdentity,
+}
+
+/// An Entra identity, checked: what [`crate::azure`] turns into tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureCredential {
+    /// `client_id` names a user-assigned identity; `None` is the system-assigned one.
+    ManagedIdentity { client_id: Option<String> },
+}
+
+impl AzureCredentialArgs {
+    /// The credential these settings name, if any.
+    pub fn credential(&self) -> Result<Option<AzureCredential>, ConfigError> {
+        let client_id = self
+            .azure_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        match self.azure_credential {
+            Some(AzureCredentialKind::ManagedIdentity) => {
+                Ok(Some(AzureCredential::ManagedIdentity {
+                    client_id: client_id.map(str::to_owned),
+                }))
+            }
+            None if client_id.is_some() => Err(ConfigError::new(
+                "AZURE_CREDENTIAL",
+                "AZURE_CLIENT_ID is set but no credential uses it: set AZURE_CREDENTIAL=managed-identity",
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// How requests to Azure OpenAI are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureOpenAiAuth {
+    /// The `api-key` header.
+    ApiKey(Secret),
+    /// `Authorization: Bearer` with an Entra token for `scope`.
+    Entra {
+        credential: AzureCredential,
+        scope: String,
+    },
+}
+
+impl AzureOpenAiAuth {
+    /// For logs and `/readyz`: which kind, never the secret.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            AzureOpenAiAuth::ApiKey(_) => "API key",
+            AzureOpenAiAuth::Entra {
+                credential: AzureCredential::ManagedIdentity { .. },
+                ..
+            } => "managed identity",
+        }
+    }
 }
 
 /// One Azure OpenAI deployment, every part of it checked.
@@ -95,19 +184,23 @@ pub struct AzureDeployment {
     pub endpoint: String,
     pub deployment: String,
     pub api_version: String,
-    pub api_key: Secret,
+    pub auth: AzureOpenAiAuth,
 }
 
 impl AzureOpenAiArgs {
     /// The deployment named by the service's own setting `deployment_variable` (value
     /// `deployment`): `None` when that is unset, an error naming the variable at fault when the
     /// rest is missing or malformed. `purpose` ("embeddings", "chat") completes the messages.
+    ///
+    /// An API key, when set, is used even if `AZURE_CREDENTIAL` is set too: the credential may be
+    /// there for another resource (a database) while this one keeps its key.
     pub fn deployment(
         &self,
         deployment_variable: &'static str,
         deployment: Option<&str>,
         purpose: &str,
     ) -> Result<Option<AzureDeployment>, ConfigError> {
+        let credential = self.credential.credential()?;
         let Some(deployment) = deployment.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
@@ -128,17 +221,38 @@ impl AzureOpenAiArgs {
                 format!("{endpoint:?} is not an http(s) URL"),
             ));
         }
-        let api_key = self.azure_openai_api_key.clone().ok_or_else(|| {
-            ConfigError::new(
-                "AZURE_OPENAI_API_KEY",
-                format!("required for {purpose} (managed identity is not supported here yet)"),
-            )
-        })?;
+        let auth = match (self.azure_openai_api_key.clone(), credential) {
+            (Some(key), _) => AzureOpenAiAuth::ApiKey(key),
+            (None, Some(credential)) => {
+                let scope = self.azure_openai_token_scope.trim();
+                if !scope.starts_with("https://") {
+                    return Err(ConfigError::new(
+                        "AZURE_OPENAI_TOKEN_SCOPE",
+                        format!(
+                            "{scope:?} is not a scope like https://cognitiveservices.azure.com/.default"
+                        ),
+                    ));
+                }
+                AzureOpenAiAuth::Entra {
+                    credential,
+                    scope: scope.to_owned(),
+                }
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "AZURE_OPENAI_API_KEY",
+                    format!(
+                        "required for {purpose}, unless the service authenticates with its \
+                         Entra identity: then set AZURE_CREDENTIAL=managed-identity"
+                    ),
+                ));
+            }
+        };
         Ok(Some(AzureDeployment {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             deployment: deployment.to_owned(),
             api_version: self.azure_openai_api_version.clone(),
-            api_key,
+            auth,
         }))
     }
 }
@@ -179,6 +293,120 @@ impl std::str::FromStr for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct AzureCli {
+        #[command(flatten)]
+        azure: AzureOpenAiArgs,
+    }
+
+    fn chat(args: &[&str]) -> Result<Option<AzureDeployment>, ConfigError> {
+        use clap::Parser;
+        let cli = AzureCli::try_parse_from(std::iter::once("service").chain(args.iter().copied()))
+            .expect("flags parse");
+        cli.azure
+            .deployment("AZURE_OPENAI_CHAT_DEPLOYMENT", Some("gpt-4o"), "chat")
+    }
+
+    const ENDPOINT: [&str; 2] = ["--azure-openai-endpoint", "https://x.openai.azure.com"];
+
+    #[test]
+    fn azure_openai_takes_a_key_or_the_managed_identity_and_says_which_is_missing() {
+        let missing = chat(&ENDPOINT).expect_err("neither");
+        assert_eq!(missing.variable, "AZURE_OPENAI_API_KEY");
+        assert!(
+            missing
+                .message
+                .contains("AZURE_CREDENTIAL=managed-identity"),
+            "{missing}"
+        );
+
+        let key = chat(&[&ENDPOINT[..], &["--azure-openai-api-key", "k"]].concat())
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(key.auth, AzureOpenAiAuth::ApiKey(Secret::new("k")));
+
+        let identity = chat(&[&ENDPOINT[..], &["--azure-credential", "managed-identity"]].concat())
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(
+            identity.auth,
+            AzureOpenAiAuth::Entra {
+                credential: AzureCredential::ManagedIdentity { client_id: None },
+                scope: "https://cognitiveservices.azure.com/.default".into(),
+            }
+        );
+        assert_eq!(identity.auth.describe(), "managed identity");
+
+        let user_assigned = chat(
+            &[
+                &ENDPOINT[..],
+                &["--azure-credential", "managed-identity"],
+                &["--azure-client-id", " 0f1e2d3c "],
+                &[
+                    "--azure-openai-token-scope",
+                    "https://cognitiveservices.azure.us/.default",
+                ],
+            ]
+            .concat(),
+        )
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(
+            user_assigned.auth,
+            AzureOpenAiAuth::Entra {
+                credential: AzureCredential::ManagedIdentity {
+                    client_id: Some("0f1e2d3c".into())
+                },
+                scope: "https://cognitiveservices.azure.us/.default".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_wins_over_the_identity_and_stray_identity_settings_are_refused() {
+        // The identity may be there for another resource (a database).
+        let both = chat(
+            &[
+                &ENDPOINT[..],
+                &["--azure-openai-api-key", "k"],
+                &["--azure-credential", "managed-identity"],
+            ]
+            .concat(),
+        )
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(both.auth.describe(), "API key");
+
+        let stray = chat(
+            &[
+                &ENDPOINT[..],
+                &["--azure-openai-api-key", "k"],
+                &["--azure-client-id", "0f1e2d3c"],
+            ]
+            .concat(),
+        )
+        .expect_err("a client id nothing uses");
+        assert_eq!(stray.variable, "AZURE_CREDENTIAL");
+
+        let bad_scope = chat(
+            &[
+                &ENDPOINT[..],
+                &["--azure-credential", "managed-identity"],
+                &["--azure-openai-token-scope", "cognitiveservices"],
+            ]
+            .concat(),
+        )
+        .expect_err("not a scope");
+        assert_eq!(bad_scope.variable, "AZURE_OPENAI_TOKEN_SCOPE");
+
+        let unknown = <AzureCli as clap::Parser>::try_parse_from([
+            "service",
+            "--azure-credential",
+            "client-secret",
+        ]);
+        assert!(unknown.is_err(), "only the kinds we support parse");
+    }
 
     #[test]
     fn secrets_never_print() {

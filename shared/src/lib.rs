@@ -6,6 +6,8 @@
 //! - [`telemetry`]: one way to initialise `tracing` for every binary.
 //! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
+//! - `azure` (feature `azure`): authenticating to Azure resources with a key or an Entra
+//!   identity (managed identity), tokens cached and refreshed before they expire;
 //! - `mcp` (feature `mcp`): serving an MCP server over streamable HTTP, stateless, behind
 //!   token verification, with its OAuth metadata;
 //! - `sqlite` (feature `sqlite`): opening a service's SQLite file (WAL, busy timeout,
@@ -13,8 +15,13 @@
 //!
 //! Library code here never reads the process environment: binaries parse their configuration
 //! once and pass typed values in, so tests can run many services side by side in one process.
+//! The one exception is the platform's own contract in `azure`: Azure tells a process where its
+//! managed identity endpoint is through `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, and the Azure SDK
+//! reads those itself.
 
 pub mod auth;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod config;
 pub mod http;
 #[cfg(feature = "mcp")]

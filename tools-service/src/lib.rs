@@ -53,14 +53,10 @@ pub async fn run(
             )
         })?);
     seed_if_needed(store.as_ref(), &config).await?;
-    let embedder: Option<Arc<dyn Embedder>> = config.embedding()?.map(|e| {
-        Arc::new(AzureOpenAiEmbedder::new(
-            &e.endpoint,
-            &e.deployment,
-            &e.api_version,
-            e.api_key.expose().to_owned(),
-        )) as Arc<dyn Embedder>
-    });
+    let embedder: Option<Arc<dyn Embedder>> = match config.embedding()? {
+        Some(deployment) => Some(Arc::new(AzureOpenAiEmbedder::new(&deployment)?)),
+        None => None,
+    };
     let index = KnowledgeIndex::build(store.as_ref(), embedder).await?;
     tracing::info!(
         documents = index.len(),

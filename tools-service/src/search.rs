@@ -13,6 +13,10 @@ use async_trait::async_trait;
 use bm25::{Language, SearchEngine, SearchEngineBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use shared::{
+    azure::{AzureAuth, AzureAuthError},
+    config::AzureDeployment,
+};
 
 use crate::{
     domain::KnowledgeDocument,
@@ -233,34 +237,27 @@ fn fuse(lexical: &[(i64, f32)], semantic: &[(i64, f32)]) -> Vec<(i64, f32)> {
     fused
 }
 
-/// Embeddings from an Azure OpenAI deployment (`/openai/deployments/{name}/embeddings`).
+/// Embeddings from an Azure OpenAI deployment (`/openai/deployments/{name}/embeddings`),
+/// authenticated with its key or the service's Entra identity.
+#[derive(Debug)]
 pub struct AzureOpenAiEmbedder {
     http: reqwest::Client,
     url: String,
-    api_key: String,
+    auth: AzureAuth,
     model: String,
 }
 
-impl std::fmt::Debug for AzureOpenAiEmbedder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureOpenAiEmbedder")
-            .field("url", &self.url)
-            .field("api_key", &"<redacted>")
-            .finish()
-    }
-}
-
 impl AzureOpenAiEmbedder {
-    pub fn new(endpoint: &str, deployment: &str, api_version: &str, api_key: String) -> Self {
-        AzureOpenAiEmbedder {
+    pub fn new(deployment: &AzureDeployment) -> Result<Self, AzureAuthError> {
+        Ok(AzureOpenAiEmbedder {
             http: reqwest::Client::new(),
             url: format!(
-                "{}/openai/deployments/{deployment}/embeddings?api-version={api_version}",
-                endpoint.trim_end_matches('/')
+                "{}/openai/deployments/{}/embeddings?api-version={}",
+                deployment.endpoint, deployment.deployment, deployment.api_version
             ),
-            api_key,
-            model: format!("azure:{deployment}"),
-        }
+            auth: AzureAuth::new(&deployment.auth)?,
+            model: format!("azure:{}", deployment.deployment),
+        })
     }
 }
 
@@ -282,10 +279,11 @@ impl Embedder for AzureOpenAiEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let (name, value) = self.auth.header().await?;
         let response = self
             .http
             .post(&self.url)
-            .header("api-key", &self.api_key)
+            .header(name, value)
             .json(&serde_json::json!({ "input": texts }))
             .timeout(std::time::Duration::from_secs(30))
             .send()

@@ -1,12 +1,16 @@
 //! Hybrid knowledge search against a scripted Azure OpenAI embeddings endpoint (a test double
 //! for a paid cloud service): documents are embedded once and stored, the request has Azure's
-//! shape, and a failing embedding service degrades search to BM25 instead of breaking it.
+//! shape (with a key, or a managed identity's token), and a failing embedding service degrades
+//! search to BM25 instead of breaking it.
 
 mod common;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{
@@ -16,6 +20,7 @@ use axum::{
     routing::post,
 };
 use common::*;
+use devstack::managed_identity::ManagedIdentity;
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -24,6 +29,8 @@ struct Scripted {
     requests: std::sync::Mutex<Vec<usize>>,
     texts: AtomicUsize,
     fail: AtomicBool,
+    /// How each request authenticated: `api-key <key>` or `bearer <token>`.
+    credentials: std::sync::Mutex<Vec<String>>,
 }
 
 /// A deterministic bag-of-words embedding: similar words, similar vectors.
@@ -52,7 +59,15 @@ async fn embeddings(
     if deployment != "emb" || query.get("api-version").map(String::as_str) != Some("2024-10-21") {
         return Err(StatusCode::NOT_FOUND);
     }
-    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("test-key") {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let credential = match (header("api-key"), header("authorization")) {
+        (Some(key), None) => format!("api-key {key}"),
+        (None, Some(bearer)) => bearer.replacen("Bearer ", "bearer ", 1),
+        _ => return Err(StatusCode::UNAUTHORIZED),
+    };
+    let accepted = credential == "api-key test-key" || credential.starts_with("bearer mi-token-");
+    state.credentials.lock().expect("lock").push(credential);
+    if !accepted {
         return Err(StatusCode::UNAUTHORIZED);
     }
     if state.fail.load(Ordering::SeqCst) {
@@ -99,6 +114,19 @@ fn azure_env(endpoint: &str) -> [(&'static str, &str); 3] {
     ]
 }
 
+/// `search_knowledge_base` for `query`, through a new MCP session.
+async fn search(server: &Server, query: &str) -> Value {
+    let c = server.client().await;
+    ok(&c, "search_knowledge_base", json!({ "query": query })).await
+}
+
+/// Searches for the overage policy, which both rankings must find first.
+async fn hybrid_overage_search(server: &Server) {
+    let hits = search(server, "data overage policy").await;
+    assert_eq!(hits["mode"], "hybrid");
+    assert_eq!(hits["results"][0]["title"], "Data Overage Policy");
+}
+
 #[tokio::test]
 async fn documents_are_embedded_once_and_search_blends_both_rankings() {
     let (endpoint, scripted) = scripted_server().await;
@@ -112,15 +140,7 @@ async fn documents_are_embedded_once_and_search_blends_both_rankings() {
     let ready = server.readyz().await;
     assert_eq!(ready["search"], "hybrid");
 
-    let c = server.client().await;
-    let hits = ok(
-        &c,
-        "search_knowledge_base",
-        json!({"query": "data overage policy"}),
-    )
-    .await;
-    assert_eq!(hits["mode"], "hybrid");
-    assert_eq!(hits["results"][0]["title"], "Data Overage Policy");
+    hybrid_overage_search(&server).await;
     assert_eq!(
         scripted.texts.load(Ordering::SeqCst),
         18,
@@ -142,13 +162,7 @@ async fn documents_are_embedded_once_and_search_blends_both_rankings() {
 
     // When the embedding service fails, search still answers, lexically.
     scripted.fail.store(true, Ordering::SeqCst);
-    let c = server.client().await;
-    let hits = ok(
-        &c,
-        "search_knowledge_base",
-        json!({"query": "refund for a returned phone"}),
-    )
-    .await;
+    let hits = search(&server, "refund for a returned phone").await;
     assert_eq!(hits["results"][0]["title"], "Returns and Refunds Policy");
     assert!(server.logs().contains("query embedding failed"));
 }
@@ -160,12 +174,46 @@ async fn an_unreachable_embedding_service_at_start_leaves_search_lexical() {
     let server = Server::start_with(&azure_env(&endpoint)).await;
     let ready = server.readyz().await;
     assert_eq!(ready["search"], "lexical");
-    let c = server.client().await;
-    let hits = ok(
-        &c,
-        "search_knowledge_base",
-        json!({"query": "data overage policy"}),
-    )
-    .await;
+    let hits = search(&server, "data overage policy").await;
     assert_eq!(hits["results"][0]["title"], "Data Overage Policy");
+}
+
+#[tokio::test]
+async fn with_a_managed_identity_and_no_key_embeddings_carry_its_token() {
+    let identity = ManagedIdentity::spawn(Duration::from_secs(3600))
+        .await
+        .expect("identity endpoint");
+    let (endpoint, scripted) = scripted_server().await;
+    let [
+        (endpoint_var, identity_endpoint),
+        (header_var, identity_header),
+    ] = identity.env();
+    let env = [
+        ("AZURE_OPENAI_ENDPOINT", endpoint.as_str()),
+        ("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "emb"),
+        ("AZURE_CREDENTIAL", "managed-identity"),
+        (endpoint_var, identity_endpoint.as_str()),
+        (header_var, identity_header.as_str()),
+    ];
+    let server = Server::start_with(&env).await;
+    assert_eq!(server.readyz().await["search"], "hybrid");
+    hybrid_overage_search(&server).await;
+
+    // The documents at start and the query: one token, reused while it is fresh.
+    assert_eq!(
+        *scripted.credentials.lock().expect("lock"),
+        ["bearer mi-token-1", "bearer mi-token-1"]
+    );
+    let requests = identity.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].secret_ok);
+    assert_eq!(
+        requests[0].resource.as_deref(),
+        Some("https://cognitiveservices.azure.com")
+    );
+    assert_eq!(requests[0].client_id, None, "the system-assigned identity");
+    assert!(
+        !server.logs().contains("mi-token-1"),
+        "tokens never reach the log"
+    );
 }

@@ -11,8 +11,8 @@ use super::{ChatModel, ModelError, openai::OpenAiChat};
 /// The model settings, flattened into the service's configuration.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Azure OpenAI chat deployment the experts use (with `AZURE_OPENAI_ENDPOINT` and
-    /// `AZURE_OPENAI_API_KEY`).
+    /// Azure OpenAI chat deployment the experts use (with `AZURE_OPENAI_ENDPOINT`, and
+    /// `AZURE_OPENAI_API_KEY` or `AZURE_CREDENTIAL`).
     #[arg(long, env = "AZURE_OPENAI_CHAT_DEPLOYMENT")]
     pub azure_openai_chat_deployment: Option<String>,
 
@@ -101,7 +101,12 @@ impl ModelChoice {
     /// Which model and where (never the key), or [`OFFLINE`].
     pub fn describe(&self) -> String {
         match self {
-            ModelChoice::Azure(d) => format!("Azure OpenAI {} at {}", d.deployment, d.endpoint),
+            ModelChoice::Azure(d) => format!(
+                "Azure OpenAI {} at {} ({})",
+                d.deployment,
+                d.endpoint,
+                d.auth.describe()
+            ),
             ModelChoice::Compatible {
                 base_url, model, ..
             } => format!("{model} at {base_url}"),
@@ -109,10 +114,15 @@ impl ModelChoice {
         }
     }
 
-    /// The model client, or `None` for the offline planner.
-    pub fn build(&self) -> Result<Option<Arc<dyn ChatModel>>, ModelError> {
+    /// The model client, or `None` for the offline planner. With an Entra identity, a token is
+    /// fetched here, so an identity that does not work stops the service at start.
+    pub async fn build(&self) -> Result<Option<Arc<dyn ChatModel>>, ModelError> {
         Ok(match self {
-            ModelChoice::Azure(deployment) => Some(Arc::new(OpenAiChat::azure(deployment)?)),
+            ModelChoice::Azure(deployment) => {
+                let chat = OpenAiChat::azure(deployment)?;
+                chat.check().await?;
+                Some(Arc::new(chat))
+            }
             ModelChoice::Compatible {
                 base_url,
                 api_key,

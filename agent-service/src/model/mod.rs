@@ -63,6 +63,9 @@ pub enum ModelError {
     /// The endpoint answered, but with nothing the loop can use (no choice, no text, no call).
     #[error("the model at {endpoint} gave an empty answer")]
     Empty { endpoint: String },
+    /// No credential to send: the key cannot be a header, or no Entra token could be had.
+    #[error("cannot authenticate to the model at {endpoint}: {message}")]
+    Auth { endpoint: String, message: String },
 }
 
 /// A chat model with tool calling.

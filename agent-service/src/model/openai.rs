@@ -1,8 +1,8 @@
 //! [`ChatModel`] over the Chat Completions API with `async-openai`: Azure OpenAI (deployment in
-//! the path, `api-version` query, `api-key` header) or any OpenAI-compatible endpoint (model in
-//! the body, optional bearer key).
+//! the path, `api-version` query, `api-key` header or an Entra bearer token) or any
+//! OpenAI-compatible endpoint (model in the body, optional bearer key).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_openai::{
     Client,
@@ -19,7 +19,11 @@ use async_openai::{
     },
 };
 use async_trait::async_trait;
-use shared::config::{AzureDeployment, Secret};
+use reqwest::header::HeaderMap;
+use shared::{
+    azure::AzureAuth,
+    config::{AzureDeployment, Secret},
+};
 
 use super::{ChatModel, Message, ModelError, Reply, ToolCall, ToolSpec};
 
@@ -29,7 +33,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A Chat Completions endpoint.
 pub struct OpenAiChat {
-    client: Client<Box<dyn Config>>,
+    target: Target,
     /// The `model` field of requests: the model name, or the deployment on Azure (ignored
     /// there, the deployment being in the path, but sent for logs on the other side).
     model: String,
@@ -37,22 +41,97 @@ pub struct OpenAiChat {
     endpoint: String,
 }
 
+enum Target {
+    /// Same headers on every request.
+    Fixed(Client<Arc<dyn Config>>),
+    /// Azure OpenAI, whose auth header can change between requests (tokens expire), so each
+    /// request gets a client with the current one; the HTTP connection pool is shared.
+    Azure {
+        http: reqwest::Client,
+        config: AzureConfig,
+        auth: AzureAuth,
+    },
+}
+
+/// Azure's URL and query with the header [`AzureAuth`] gives for this request.
+struct AzureRequest {
+    config: AzureConfig,
+    headers: HeaderMap,
+}
+
+impl Config for AzureRequest {
+    fn headers(&self) -> HeaderMap {
+        self.headers.clone()
+    }
+    fn url(&self, path: &str) -> String {
+        self.config.url(path)
+    }
+    fn query(&self) -> Vec<(&str, &str)> {
+        self.config.query()
+    }
+    fn api_base(&self) -> &str {
+        self.config.api_base()
+    }
+    fn api_key(&self) -> &secrecy::SecretString {
+        self.config.api_key()
+    }
+}
+
 impl OpenAiChat {
-    /// An Azure OpenAI chat deployment, authenticated with its API key.
+    /// An Azure OpenAI chat deployment, authenticated as its settings say (key or Entra).
     pub fn azure(deployment: &AzureDeployment) -> Result<Self, ModelError> {
+        let endpoint = format!(
+            "{}/openai/deployments/{}",
+            deployment.endpoint, deployment.deployment
+        );
+        let auth = AzureAuth::new(&deployment.auth).map_err(|e| ModelError::Auth {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        })?;
         let config = AzureConfig::new()
             .with_api_base(&deployment.endpoint)
             .with_deployment_id(&deployment.deployment)
-            .with_api_version(&deployment.api_version)
-            .with_api_key(deployment.api_key.expose());
-        Self::new(
-            Box::new(config),
-            deployment.deployment.clone(),
-            format!(
-                "{}/openai/deployments/{}",
-                deployment.endpoint, deployment.deployment
-            ),
-        )
+            .with_api_version(&deployment.api_version);
+        Ok(OpenAiChat {
+            target: Target::Azure {
+                http: http_client(&endpoint)?,
+                config,
+                auth,
+            },
+            model: deployment.deployment.clone(),
+            endpoint,
+        })
+    }
+
+    /// Gets what authentication needs before the first question (an Entra token), so a
+    /// service whose identity does not work says so at start. A no-op for keys.
+    pub async fn check(&self) -> Result<(), ModelError> {
+        match &self.target {
+            Target::Azure { auth, .. } => auth.check().await.map_err(|e| ModelError::Auth {
+                endpoint: self.endpoint.clone(),
+                message: e.to_string(),
+            }),
+            Target::Fixed(_) => Ok(()),
+        }
+    }
+
+    async fn client(&self) -> Result<Client<Arc<dyn Config>>, ModelError> {
+        match &self.target {
+            Target::Fixed(client) => Ok(client.clone()),
+            Target::Azure { http, config, auth } => {
+                let (name, value) = auth.header().await.map_err(|e| ModelError::Auth {
+                    endpoint: self.endpoint.clone(),
+                    message: e.to_string(),
+                })?;
+                let mut headers = HeaderMap::new();
+                headers.insert(name, value);
+                let config: Arc<dyn Config> = Arc::new(AzureRequest {
+                    config: config.clone(),
+                    headers,
+                });
+                Ok(Client::with_config(config).with_http_client(http.clone()))
+            }
+        }
     }
 
     /// An OpenAI-compatible endpoint at `base_url` (e.g. `http://localhost:11434/v1` for
@@ -66,30 +145,39 @@ impl OpenAiChat {
         let config = OpenAIConfig::new()
             .with_api_base(base_url)
             .with_api_key(api_key.map(Secret::expose).unwrap_or_default());
-        Self::new(Box::new(config), model.to_owned(), base_url.to_owned())
+        Self::new(Arc::new(config), model.to_owned(), base_url.to_owned())
     }
 
-    fn new(config: Box<dyn Config>, model: String, endpoint: String) -> Result<Self, ModelError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ModelError::Request {
-                endpoint: endpoint.clone(),
-                message: format!("building the HTTP client: {e}"),
-            })?;
+    fn new(config: Arc<dyn Config>, model: String, endpoint: String) -> Result<Self, ModelError> {
+        let http = http_client(&endpoint)?;
         Ok(OpenAiChat {
-            client: Client::with_config(config).with_http_client(http),
+            target: Target::Fixed(Client::with_config(config).with_http_client(http)),
             model,
             endpoint,
         })
     }
 }
 
+fn http_client(endpoint: &str) -> Result<reqwest::Client, ModelError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| ModelError::Request {
+            endpoint: endpoint.to_owned(),
+            message: format!("building the HTTP client: {e}"),
+        })
+}
+
 #[async_trait]
 impl ChatModel for OpenAiChat {
     fn describe(&self) -> String {
-        format!("{} at {}", self.model, self.endpoint)
+        match &self.target {
+            Target::Azure { auth, .. } => {
+                format!("{} at {} ({})", self.model, self.endpoint, auth.describe())
+            }
+            Target::Fixed(_) => format!("{} at {}", self.model, self.endpoint),
+        }
     }
 
     async fn complete(
@@ -104,15 +192,16 @@ impl ChatModel for OpenAiChat {
             parallel_tool_calls: (!tools.is_empty()).then_some(true),
             ..CreateChatCompletionRequest::default()
         };
-        let response =
-            self.client
-                .chat()
-                .create(request)
-                .await
-                .map_err(|e| ModelError::Request {
-                    endpoint: self.endpoint.clone(),
-                    message: describe_error(&e),
-                })?;
+        let response = self
+            .client()
+            .await?
+            .chat()
+            .create(request)
+            .await
+            .map_err(|e| ModelError::Request {
+                endpoint: self.endpoint.clone(),
+                message: describe_error(&e),
+            })?;
         let empty = || ModelError::Empty {
             endpoint: self.endpoint.clone(),
         };

@@ -13,7 +13,7 @@ use agent_service::upstream::{
     BearerToken, CallOptions, PassThrough, Progress, ToolOutcome, ToolsClient, ToolsConnection,
 };
 use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::mpsc, sync::oneshot, task::JoinHandle};
 
 /// A development identity provider and a tools service that trusts it, stopped when dropped.
@@ -183,6 +183,29 @@ pub fn capture_logs() {
         .try_init();
 }
 
+/// The flags of an agent service on `127.0.0.1:0` verifying tokens of `stack`'s identity
+/// provider, calling `stack`'s tools service, with conversation memory in `db`.
+pub fn agent_flags(stack: &Stack, db: &std::path::Path) -> Vec<String> {
+    [
+        "--disable-auth",
+        "false",
+        "--use-passthrough-auth",
+        "false",
+        "--auth-issuer",
+        stack.idp.url(),
+        "--mcp-api-audience",
+        defaults::AUDIENCE,
+        "--db-path",
+        &db.display().to_string(),
+        "--mcp-server-uri",
+        &stack.tools_url,
+        "--bind-addr",
+        "127.0.0.1:0",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// An agent service in this process on `127.0.0.1:0`, verifying tokens of `stack`'s identity
 /// provider and calling `stack`'s tools service; stopped when dropped.
 pub struct AgentService {
@@ -203,25 +226,10 @@ impl AgentService {
     pub async fn start(stack: &Stack, db: &std::path::Path, extra: &[&str]) -> AgentService {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let db = db.display().to_string();
-        let flags = [
-            "--disable-auth",
-            "false",
-            "--use-passthrough-auth",
-            "false",
-            "--auth-issuer",
-            stack.idp.url(),
-            "--mcp-api-audience",
-            defaults::AUDIENCE,
-            "--db-path",
-            &db,
-            "--mcp-server-uri",
-            &stack.tools_url,
-            "--bind-addr",
-            "127.0.0.1:0",
-        ];
         let config = agent_service::Config::try_parse_from_args(
-            flags.iter().chain(extra).map(|s| (*s).to_owned()),
+            agent_flags(stack, db)
+                .into_iter()
+                .chain(extra.iter().map(|s| (*s).to_owned())),
         )
         .expect("agent-service flags")
         .into_valid()
@@ -256,4 +264,36 @@ async fn wait_ready(what: &str, url: &str, task: &JoinHandle<anyhow::Result<()>>
         assert!(Instant::now() < deadline, "{what} did not get ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A JSON-RPC POST to the MCP endpoint of the service at `base` (`http://host:port`).
+pub async fn post(base: &str, token: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request")
+}
+
+/// `tools/call` of an expert; the JSON-RPC `result`.
+pub async fn ask(base: &str, token: &str, tool: &str, arguments: Value) -> Value {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}
+    });
+    let response = post(base, token, &body).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    let json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| d.contains("\"result\"") || d.contains("\"error\""))
+        .unwrap_or(&text);
+    let reply: Value = serde_json::from_str(json.trim()).expect("JSON-RPC");
+    reply["result"].clone()
 }
