@@ -40,6 +40,13 @@ pub struct Config {
     #[arg(long, env = "CONVERSATION_TTL_SECS", default_value_t = 24 * 60 * 60)]
     pub conversation_ttl_secs: u64,
 
+    /// Give clients of MCP protocol versions before 2026-07-28 a session (`Mcp-Session-Id`)
+    /// when they initialize; a question without `conversation_id` then continues the session's
+    /// conversation. Sessions are recorded in DB_PATH, so every replica on it serves them.
+    /// Off by default: without sessions any replica answers any request with nothing to share.
+    #[arg(long, env = "MCP_SESSIONS", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub mcp_sessions: bool,
+
     /// Earlier turns of a conversation given to the expert with a new question.
     #[arg(long, env = "CONVERSATION_HISTORY_TURNS", default_value_t = 10)]
     pub history_turns: usize,

@@ -1,11 +1,16 @@
-//! The HTTP surface: MCP at `/mcp` (stateless streamable HTTP behind token verification, from
-//! `shared::mcp`), liveness at `/healthz`, readiness at `/readyz`.
+//! The HTTP surface: MCP at `/mcp` (streamable HTTP behind token verification, from
+//! `shared::mcp`; stateless unless `MCP_SESSIONS`), liveness at `/healthz`, readiness at
+//! `/readyz`.
 
 use std::sync::Arc;
 
 use axum::{Router, extract::State, response::IntoResponse, routing::get};
 use serde::Serialize;
-use shared::{auth::middleware::Authenticator, config::HostGuardArgs, mcp::ShutdownGuard};
+use shared::{
+    auth::middleware::Authenticator,
+    config::HostGuardArgs,
+    mcp::{Sessions, ShutdownGuard},
+};
 
 use crate::server::{AppState, Experts};
 
@@ -15,7 +20,12 @@ pub struct Service {
     pub guard: ShutdownGuard,
 }
 
-pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>, hosts: &HostGuardArgs) -> Service {
+pub fn router(
+    state: Arc<AppState>,
+    auth: Arc<Authenticator>,
+    hosts: &HostGuardArgs,
+    sessions: Sessions,
+) -> Service {
     let guard = ShutdownGuard::default();
     let mcp_state = state.clone();
     let mcp = shared::mcp::routes(
@@ -23,6 +33,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>, hosts: &HostGuardA
         auth.clone(),
         hosts,
         &guard,
+        sessions,
     );
     let router = Router::new()
         .route("/healthz", get(shared::http::healthz))

@@ -29,6 +29,7 @@ pub mod upstream;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use shared::mcp::Sessions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +75,7 @@ pub async fn run(
         TOOLS_CONNECT_TIMEOUT,
     )
     .with_context(|| format!("MCP_SERVER_URI {:?}", config.mcp_server_uri))?;
-    let store: Arc<dyn ConversationStore> = Arc::new(
+    let sqlite = Arc::new(
         SqliteConversations::open(&config.db_path, memory)
             .await
             .with_context(|| {
@@ -84,6 +85,16 @@ pub async fn run(
                 )
             })?,
     );
+    let sessions = if config.mcp_sessions {
+        tracing::info!(
+            "MCP_SESSIONS=true: clients of protocol versions before 2026-07-28 get a session, \
+             which stands in for conversation_id"
+        );
+        Sessions::Legacy(sqlite.clone())
+    } else {
+        Sessions::Stateless
+    };
+    let store: Arc<dyn ConversationStore> = sqlite;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: experts are reachable from the network without verified tokens");
     }
@@ -96,8 +107,9 @@ pub async fn run(
         model,
         limits,
         history_turns: config.history_turns,
+        sessions: matches!(sessions, Sessions::Legacy(_)),
     });
-    let service = http::router(state, auth, &config.host_guard);
+    let service = http::router(state, auth, &config.host_guard, sessions);
     let served = shared::http::serve(listener, service.router, async move {
         shutdown.await;
         service.guard.trigger();

@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     agent::{self, Context, Limits, Status, ToolCallRecord, Work},
     experts::{self, Domain, EXPERTS, Expert},
-    memory::{ConversationId, ConversationStore, Owner, StoredTurn, Turn as MemoryTurn},
+    memory::{
+        ConversationId, ConversationStore, Owner, SessionKey, StoredTurn, Turn as MemoryTurn,
+    },
     model::{ChatModel, Message},
     planner,
     upstream::{BearerToken, Progress, ToolsClient},
@@ -40,6 +42,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Earlier turns given to the expert with a new question.
     pub history_turns: usize,
+    /// MCP sessions are on: a question without `conversation_id` continues its session's
+    /// conversation.
+    pub sessions: bool,
 }
 
 /// The input of every expert tool.
@@ -103,11 +108,23 @@ product expert a question in plain words; each looks things up with the Contoso 
 behalf, with your permissions, and answers. Pass conversation_id back to continue a \
 conversation.";
 
-fn caller(context: &RequestContext<RoleServer>) -> Option<(&Identity, Option<BearerToken>)> {
+/// Who is asking, with what token, in which MCP session (if the client holds one).
+struct Caller<'a> {
+    identity: &'a Identity,
+    token: Option<BearerToken>,
+    session: Option<&'a str>,
+}
+
+fn caller(context: &RequestContext<RoleServer>) -> Option<Caller<'_>> {
     let parts = context.extensions.get::<axum::http::request::Parts>()?;
-    let identity = parts.extensions.get::<Identity>()?;
-    let token = bearer(&parts.headers).ok().map(BearerToken::new);
-    Some((identity, token))
+    Some(Caller {
+        identity: parts.extensions.get::<Identity>()?,
+        token: bearer(&parts.headers).ok().map(BearerToken::new),
+        session: parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok()),
+    })
 }
 
 impl ServerHandler for Experts {
@@ -145,7 +162,12 @@ impl ServerHandler for Experts {
                 None,
             ));
         };
-        let Some((identity, token)) = caller(&context) else {
+        let Some(Caller {
+            identity,
+            token,
+            session,
+        }) = caller(&context)
+        else {
             // Unreachable behind the authentication middleware; refuse rather than assume.
             return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
         };
@@ -177,7 +199,12 @@ impl ServerHandler for Experts {
                 &owner,
                 token,
                 question,
-                ask.conversation_id.as_deref(),
+                match (ask.conversation_id.as_deref(), session) {
+                    (Some(id), _) => Continue::Conversation(id),
+                    // Only a session this service issued (rmcp refuses unknown ones).
+                    (None, Some(session)) if self.state.sessions => Continue::Session(session),
+                    (None, _) => Continue::New,
+                },
                 progress.as_ref().map(|(tx, _)| tx.clone()),
                 context.ct.clone(),
             )
@@ -194,6 +221,15 @@ impl ServerHandler for Experts {
     }
 }
 
+/// Which conversation a question belongs to.
+enum Continue<'a> {
+    /// The `conversation_id` the caller passed.
+    Conversation(&'a str),
+    /// The conversation of the caller's MCP session (no `conversation_id` passed).
+    Session(&'a str),
+    New,
+}
+
 impl Experts {
     /// One question to `expert`. `Err` is a refusal the caller must fix (bad conversation id);
     /// everything else, failures included, is an answer with a status.
@@ -204,15 +240,27 @@ impl Experts {
         owner: &Owner,
         token: Option<BearerToken>,
         question: &str,
-        conversation_id: Option<&str>,
+        conversation: Continue<'_>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
         cancel: CancellationToken,
     ) -> Result<ExpertAnswer, String> {
         let state = &self.state;
         let asked_at = Utc::now();
-        let (id, history) = match conversation_id {
-            Some(given) => {
-                let id = ConversationId::parse(given).map_err(|e| e.to_string())?;
+        let existing = match conversation {
+            Continue::Conversation(given) => {
+                Some(ConversationId::parse(given).map_err(|e| e.to_string())?)
+            }
+            Continue::Session(session) => {
+                let key = SessionKey::of_session(session).map_err(|e| e.to_string())?;
+                Some(state.memory.for_session(owner, &key).await.map_err(|e| {
+                    tracing::error!(error = %e, "finding the session's conversation failed");
+                    "the conversation could not be found or started; try again".to_owned()
+                })?)
+            }
+            Continue::New => None,
+        };
+        let (id, history) = match existing {
+            Some(id) => {
                 let history = state
                     .memory
                     .history(owner, &id, Some(state.history_turns))

@@ -535,3 +535,49 @@ async fn sizes_are_bounded() {
         .expect_err("max_turns 0");
     assert!(error.to_string().contains("max_turns"), "{error}");
 }
+
+#[tokio::test]
+async fn mcp_session_handshakes_are_kept_for_any_replica_until_they_expire() {
+    use rmcp::{
+        model::{ClientCapabilities, Implementation, InitializeRequestParams},
+        transport::streamable_http_server::session::store::{SessionState, SessionStore},
+    };
+    let fixture = Fixture::new();
+    let config = with_ttl(Duration::from_secs(60 * 60));
+    let store = fixture.open(config.clone()).await;
+    let replica = fixture.open(config).await;
+    let session = "5b1f0c2e-8d7a-4e36-9a51-0c4d2b7e9f13";
+    let state = SessionState::new(InitializeRequestParams::new(
+        ClientCapabilities::default(),
+        Implementation::new("legacy-client", "1.0"),
+    ));
+    store.store(session, &state).await.expect("store");
+
+    let loaded = replica
+        .load(session)
+        .await
+        .expect("load")
+        .expect("the replica finds it");
+    assert_eq!(loaded.initialize_params.client_info.name, "legacy-client");
+    assert!(replica.load("another").await.expect("load").is_none());
+
+    // Past the TTL it is unknown at once, and the sweep deletes it.
+    fixture.clock.advance(Duration::from_secs(61 * 60));
+    assert!(store.load(session).await.expect("load").is_none());
+    store.sweep().await.expect("sweep");
+    let rows: i64 = {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", fixture.path.display()))
+            .await
+            .expect("open the file");
+        sqlx::query_scalar("SELECT COUNT(*) FROM mcp_sessions")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+    assert_eq!(rows, 0, "swept");
+
+    // A client that ends its session (DELETE) takes its handshake with it.
+    store.store(session, &state).await.expect("store again");
+    store.delete(session).await.expect("delete");
+    assert!(replica.load(session).await.expect("load").is_none());
+}

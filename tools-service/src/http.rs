@@ -44,6 +44,7 @@ pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
         auth.clone(),
         hosts,
         &guard,
+        shared::mcp::Sessions::Stateless,
     );
     let router = Router::new()
         .route("/healthz", get(shared::http::healthz))

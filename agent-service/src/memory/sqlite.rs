@@ -13,6 +13,9 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rmcp::transport::streamable_http_server::session::store::{
+    SessionState, SessionStore, SessionStoreError,
+};
 use sqlx::{Row, Sqlite, SqlitePool, migrate::Migrator, query::Query, sqlite::SqliteArguments};
 
 use super::*;
@@ -275,13 +278,62 @@ impl ConversationStore for SqliteConversations {
             .rows_affected();
             deleted += batch;
             if batch < SWEEP_BATCH.unsigned_abs() {
-                return Ok(deleted);
+                break;
             }
         }
+        // Few rows (one per legacy client session), so one statement.
+        sqlx::query("DELETE FROM mcp_sessions WHERE stored_at <= ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted)
     }
 
     async fn ping(&self) -> MemoryResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// The handshakes of MCP sessions (`MCP_SESSIONS=true`), in the same file and with the same
+/// lifetime as conversations: a session whose handshake is older than the TTL is unknown, and
+/// its client initializes again (the specification's answer to an expired session).
+#[async_trait]
+impl SessionStore for SqliteConversations {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        let key = SessionKey::of_session(session_id)?;
+        let cutoff = self.expiry_cutoff(self.now_millis());
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM mcp_sessions WHERE session_key = ? AND stored_at > ?",
+        )
+        .bind(key.as_str())
+        .bind(cutoff)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(state.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
+    async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        let key = SessionKey::of_session(session_id)?;
+        sqlx::query(
+            "INSERT INTO mcp_sessions (session_key, state, stored_at) VALUES (?, ?, ?) \
+             ON CONFLICT (session_key) DO UPDATE SET state = excluded.state, \
+             stored_at = excluded.stored_at",
+        )
+        .bind(key.as_str())
+        .bind(serde_json::to_string(state)?)
+        .bind(self.now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        let key = SessionKey::of_session(session_id)?;
+        sqlx::query("DELETE FROM mcp_sessions WHERE session_key = ?")
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

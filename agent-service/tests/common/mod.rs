@@ -268,12 +268,26 @@ async fn wait_ready(what: &str, url: &str, task: &JoinHandle<anyhow::Result<()>>
 
 /// A JSON-RPC POST to the MCP endpoint of the service at `base` (`http://host:port`).
 pub async fn post(base: &str, token: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
+    post_in(base, token, None, body).await
+}
+
+/// [`post`] within an MCP session (`Mcp-Session-Id`), if given.
+pub async fn post_in(
+    base: &str,
+    token: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
         .post(format!("{base}/mcp"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    request
         .body(body.to_string())
         .send()
         .await
@@ -282,13 +296,25 @@ pub async fn post(base: &str, token: &str, body: &Value) -> reqwest::Response {
 
 /// `tools/call` of an expert; the JSON-RPC `result`.
 pub async fn ask(base: &str, token: &str, tool: &str, arguments: Value) -> Value {
+    ask_in(base, token, None, tool, arguments).await
+}
+
+/// [`ask`] within an MCP session, if given.
+pub async fn ask_in(
+    base: &str,
+    token: &str,
+    session: Option<&str>,
+    tool: &str,
+    arguments: Value,
+) -> Value {
     let body = json!({
         "jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": tool, "arguments": arguments}
     });
-    let response = post(base, token, &body).await;
+    let response = post_in(base, token, session, &body).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("body");
+    // A JSON body, or the result among the events of an SSE stream.
     let json = text
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))

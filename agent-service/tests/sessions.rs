@@ -1,0 +1,195 @@
+//! MCP sessions for legacy clients (`MCP_SESSIONS=true`): a client of protocol 2025-11-25 that
+//! initializes gets an `Mcp-Session-Id`, and its questions without `conversation_id` continue
+//! one conversation: on another replica on the same database too, only for the person asking,
+//! and never when sessions are off.
+
+mod common;
+mod scripted_model;
+
+use common::*;
+use devstack::idp::{TokenSpec, defaults};
+use scripted_model::{Scripted, ScriptedModel};
+use serde_json::{Value, json};
+
+fn flags(model: &ScriptedModel, sessions: bool) -> Vec<String> {
+    vec![
+        "--openai-base-url".to_owned(),
+        format!("{}/v1", model.url),
+        "--openai-model".to_owned(),
+        "scripted".to_owned(),
+        "--mcp-sessions".to_owned(),
+        sessions.to_string(),
+    ]
+}
+
+async fn agent(stack: &Stack, db: &std::path::Path, flags: &[String]) -> AgentService {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    AgentService::start(stack, db, &flags).await
+}
+
+fn token(stack: &Stack, subject: &str) -> String {
+    stack
+        .idp
+        .idp
+        .mint(&TokenSpec::new(defaults::CONTOSO, ["query"], subject))
+}
+
+/// Initializes as a 2025-11-25 client; the session id the service gave, if any.
+async fn initialize(base: &str, token: &str) -> Option<String> {
+    let response = post(
+        base,
+        token,
+        &json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "legacy-client", "version": "1.0"}
+            }
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let initialized = post_in(
+        base,
+        token,
+        session.as_deref(),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(initialized.status(), 202);
+    session
+}
+
+/// The conversation id of an expert's answer, asserting it is done.
+fn conversation(result: &Value) -> String {
+    let answer = &result["structuredContent"];
+    assert_eq!(answer["status"], "done", "{result}");
+    answer["conversation_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// The user messages the model was sent in request `n`.
+fn questions_sent(model: &ScriptedModel, n: usize) -> Vec<String> {
+    model.requests()[n].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_owner() {
+    let stack = Stack::start(20).await;
+    let model = ScriptedModel::start([
+        Scripted::Text("Your bill is $150.00."),
+        Scripted::Text("Because of 12 GB of overage."),
+        Scripted::Text("Hello Bob."),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("agent.db");
+    let flags = flags(&model, true);
+    let one = agent(&stack, &db, &flags).await;
+    let two = agent(&stack, &db, &flags).await;
+    let alice = token(&stack, "alice");
+
+    let session = initialize(&one.url, &alice)
+        .await
+        .expect("a legacy client gets a session");
+    let first = conversation(
+        &ask_in(
+            &one.url,
+            &alice,
+            Some(&session),
+            "ask_billing_expert",
+            json!({"question": "How much is my bill? I am customer 1."}),
+        )
+        .await,
+    );
+
+    // The other replica never saw this session: it takes it over from the database, and the
+    // question without conversation_id continues the same conversation.
+    let second = conversation(
+        &ask_in(
+            &two.url,
+            &alice,
+            Some(&session),
+            "ask_billing_expert",
+            json!({"question": "Why so much?"}),
+        )
+        .await,
+    );
+    assert_eq!(second, first);
+    assert_eq!(
+        questions_sent(&model, 1),
+        ["How much is my bill? I am customer 1.", "Why so much?"],
+        "the earlier question came along"
+    );
+
+    // Bob presenting Alice's session id gets a conversation of his own, without her turns.
+    let bob = token(&stack, "bob");
+    let bobs = conversation(
+        &ask_in(
+            &one.url,
+            &bob,
+            Some(&session),
+            "ask_billing_expert",
+            json!({"question": "Hi, I am Bob."}),
+        )
+        .await,
+    );
+    assert_ne!(bobs, first);
+    assert_eq!(questions_sent(&model, 2), ["Hi, I am Bob."]);
+}
+
+#[tokio::test]
+async fn without_sessions_no_session_is_given_and_each_question_starts_afresh() {
+    let stack = Stack::start(20).await;
+    let model = ScriptedModel::start([Scripted::Text("First."), Scripted::Text("Second.")]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent = agent(&stack, &dir.path().join("agent.db"), &flags(&model, false)).await;
+    let alice = token(&stack, "alice");
+    assert_eq!(initialize(&agent.url, &alice).await, None);
+    let mut ids = Vec::new();
+    for question in ["One?", "Two?"] {
+        let result = ask(
+            &agent.url,
+            &alice,
+            "ask_billing_expert",
+            json!({ "question": question }),
+        )
+        .await;
+        ids.push(conversation(&result));
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(questions_sent(&model, 1), ["Two?"]);
+}
+
+#[tokio::test]
+async fn a_session_the_service_never_gave_is_refused() {
+    let stack = Stack::start(20).await;
+    let model = ScriptedModel::start([]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent = agent(&stack, &dir.path().join("agent.db"), &flags(&model, true)).await;
+    let response = post_in(
+        &agent.url,
+        &token(&stack, "alice"),
+        Some("made-up-session"),
+        &json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "ask_billing_expert", "arguments": {"question": "Hi"}}
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 404, "the client must initialize again");
+    assert!(model.requests().is_empty());
+}
