@@ -55,6 +55,7 @@ def _tools_service_client() -> Any:
         sys.stderr.write(f"python_client.py: cannot load {path}\n")
         sys.exit(2)
     module = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode = True  # no __pycache__ left in the tools service's test folder
     spec.loader.exec_module(module)
     return module
 
