@@ -61,7 +61,7 @@ impl std::fmt::Debug for AzureAuth {
 }
 
 impl AzureAuth {
-    /// Sets up what the settings describe; nothing is fetched yet (see [`AzureAuth::check`]).
+    /// Sets up what the settings describe; nothing is fetched until the first header.
     pub fn new(auth: &AzureOpenAiAuth) -> Result<Self, AzureAuthError> {
         let kind = auth.describe();
         let inner = match auth {
@@ -107,13 +107,6 @@ impl AzureAuth {
                 Ok((AUTHORIZATION, value))
             }
         }
-    }
-
-    /// Gets a token now, so a service without a usable identity fails at start with a message
-    /// naming the problem instead of failing every request later. Keys are not checked: only
-    /// the resource can say whether one is valid.
-    pub async fn check(&self) -> Result<(), AzureAuthError> {
-        self.header().await.map(|_| ())
     }
 }
 

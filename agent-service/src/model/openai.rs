@@ -2,12 +2,13 @@
 //! the path, `api-version` query, `api-key` header or an Entra bearer token) or any
 //! OpenAI-compatible endpoint (model in the body, optional bearer key).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_openai::{
     Client,
     config::{AzureConfig, Config, OpenAIConfig},
     error::OpenAIError,
+    traits::RequestOptionsBuilder,
     types::chat::{
         ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
         ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
@@ -33,7 +34,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A Chat Completions endpoint.
 pub struct OpenAiChat {
-    target: Target,
+    client: Client<Box<dyn Config>>,
+    /// Azure OpenAI's auth header, asked for on every request since Entra tokens expire (the
+    /// token itself is cached); `None` when the configuration carries the key.
+    auth: Option<AzureAuth>,
     /// The `model` field of requests: the model name, or the deployment on Azure (ignored
     /// there, the deployment being in the path, but sent for logs on the other side).
     model: String,
@@ -41,39 +45,25 @@ pub struct OpenAiChat {
     endpoint: String,
 }
 
-enum Target {
-    /// Same headers on every request.
-    Fixed(Client<Arc<dyn Config>>),
-    /// Azure OpenAI, whose auth header can change between requests (tokens expire), so each
-    /// request gets a client with the current one; the HTTP connection pool is shared.
-    Azure {
-        http: reqwest::Client,
-        config: AzureConfig,
-        auth: AzureAuth,
-    },
-}
+/// Azure's URL and query, with no header of its own: `AzureConfig` always sends an `api-key`
+/// (empty without a key), and the auth header is added per request instead.
+struct AzureWithoutKey(AzureConfig);
 
-/// Azure's URL and query with the header [`AzureAuth`] gives for this request.
-struct AzureRequest {
-    config: AzureConfig,
-    headers: HeaderMap,
-}
-
-impl Config for AzureRequest {
+impl Config for AzureWithoutKey {
     fn headers(&self) -> HeaderMap {
-        self.headers.clone()
+        HeaderMap::new()
     }
     fn url(&self, path: &str) -> String {
-        self.config.url(path)
+        self.0.url(path)
     }
     fn query(&self) -> Vec<(&str, &str)> {
-        self.config.query()
+        self.0.query()
     }
     fn api_base(&self) -> &str {
-        self.config.api_base()
+        self.0.api_base()
     }
     fn api_key(&self) -> &secrecy::SecretString {
-        self.config.api_key()
+        self.0.api_key()
     }
 }
 
@@ -92,46 +82,13 @@ impl OpenAiChat {
             .with_api_base(&deployment.endpoint)
             .with_deployment_id(&deployment.deployment)
             .with_api_version(&deployment.api_version);
-        Ok(OpenAiChat {
-            target: Target::Azure {
-                http: http_client(&endpoint)?,
-                config,
-                auth,
-            },
-            model: deployment.deployment.clone(),
+        let mut chat = Self::new(
+            Box::new(AzureWithoutKey(config)),
+            deployment.deployment.clone(),
             endpoint,
-        })
-    }
-
-    /// Gets what authentication needs before the first question (an Entra token), so a
-    /// service whose identity does not work says so at start. A no-op for keys.
-    pub async fn check(&self) -> Result<(), ModelError> {
-        match &self.target {
-            Target::Azure { auth, .. } => auth.check().await.map_err(|e| ModelError::Auth {
-                endpoint: self.endpoint.clone(),
-                message: e.to_string(),
-            }),
-            Target::Fixed(_) => Ok(()),
-        }
-    }
-
-    async fn client(&self) -> Result<Client<Arc<dyn Config>>, ModelError> {
-        match &self.target {
-            Target::Fixed(client) => Ok(client.clone()),
-            Target::Azure { http, config, auth } => {
-                let (name, value) = auth.header().await.map_err(|e| ModelError::Auth {
-                    endpoint: self.endpoint.clone(),
-                    message: e.to_string(),
-                })?;
-                let mut headers = HeaderMap::new();
-                headers.insert(name, value);
-                let config: Arc<dyn Config> = Arc::new(AzureRequest {
-                    config: config.clone(),
-                    headers,
-                });
-                Ok(Client::with_config(config).with_http_client(http.clone()))
-            }
-        }
+        )?;
+        chat.auth = Some(auth);
+        Ok(chat)
     }
 
     /// An OpenAI-compatible endpoint at `base_url` (e.g. `http://localhost:11434/v1` for
@@ -145,38 +102,51 @@ impl OpenAiChat {
         let config = OpenAIConfig::new()
             .with_api_base(base_url)
             .with_api_key(api_key.map(Secret::expose).unwrap_or_default());
-        Self::new(Arc::new(config), model.to_owned(), base_url.to_owned())
+        Self::new(Box::new(config), model.to_owned(), base_url.to_owned())
     }
 
-    fn new(config: Arc<dyn Config>, model: String, endpoint: String) -> Result<Self, ModelError> {
-        let http = http_client(&endpoint)?;
+    fn new(config: Box<dyn Config>, model: String, endpoint: String) -> Result<Self, ModelError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| ModelError::Request {
+                endpoint: endpoint.clone(),
+                message: format!("building the HTTP client: {e}"),
+            })?;
         Ok(OpenAiChat {
-            target: Target::Fixed(Client::with_config(config).with_http_client(http)),
+            client: Client::with_config(config).with_http_client(http),
+            auth: None,
             model,
             endpoint,
         })
     }
-}
 
-fn http_client(endpoint: &str) -> Result<reqwest::Client, ModelError> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| ModelError::Request {
-            endpoint: endpoint.to_owned(),
-            message: format!("building the HTTP client: {e}"),
-        })
+    /// The auth header of this request (Azure), if the configuration does not carry it.
+    async fn auth_headers(&self) -> Result<Option<HeaderMap>, ModelError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let (name, value) = auth.header().await.map_err(|e| ModelError::Auth {
+            endpoint: self.endpoint.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(HeaderMap::from_iter([(name, value)])))
+    }
+
+    /// Gets what authentication needs before the first question (an Entra token), so a
+    /// service whose identity does not work says so at start. A no-op for keys.
+    pub async fn check(&self) -> Result<(), ModelError> {
+        self.auth_headers().await.map(|_| ())
+    }
 }
 
 #[async_trait]
 impl ChatModel for OpenAiChat {
     fn describe(&self) -> String {
-        match &self.target {
-            Target::Azure { auth, .. } => {
-                format!("{} at {} ({})", self.model, self.endpoint, auth.describe())
-            }
-            Target::Fixed(_) => format!("{} at {}", self.model, self.endpoint),
+        match &self.auth {
+            Some(auth) => format!("{} at {} ({})", self.model, self.endpoint, auth.describe()),
+            None => format!("{} at {}", self.model, self.endpoint),
         }
     }
 
@@ -192,10 +162,11 @@ impl ChatModel for OpenAiChat {
             parallel_tool_calls: (!tools.is_empty()).then_some(true),
             ..CreateChatCompletionRequest::default()
         };
-        let response = self
-            .client()
-            .await?
-            .chat()
+        let mut chat = self.client.chat();
+        if let Some(headers) = self.auth_headers().await? {
+            chat = chat.headers(headers);
+        }
+        let response = chat
             .create(request)
             .await
             .map_err(|e| ModelError::Request {
