@@ -10,66 +10,11 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
-
 use common::{AgentService, Stack, logs};
-use devstack::idp::{TokenSpec, defaults};
-use tokio::process::Command;
-
-/// The client finishes in seconds; this only stops a hung client from hanging the test run.
-const PEER_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// Fails the test (never skips it) when a peer is not installed.
-fn require_peer(path: &Path) {
-    assert!(
-        path.exists(),
-        "interop peer not installed: {} is missing. Run scripts/setup-interop.sh \
-         (or scripts/test.sh, which runs it) first.",
-        path.display()
-    );
-}
-
-/// Runs a peer to completion and asserts that it exits with status 0, showing its output and
-/// the log of this process (the agent and the tools service) if not.
-async fn run_peer(program: &Path, args: &[&str]) {
-    let label = format!("{} {}", program.display(), args.join(" "));
-    let child = Command::new(program)
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
-    let output = tokio::time::timeout(PEER_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{label} did not finish within {PEER_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
-    let shown = format!(
-        "$ {label}\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "{label} failed ({})\n{shown}\n--- agent-service and tools-service log\n{}",
-        output.status,
-        logs()
-    );
-    eprintln!("{shown}");
-}
+use devstack::{
+    idp::{TokenSpec, defaults},
+    interop::{repo_root, require_peer, run_peer},
+};
 
 /// The Python SDK client against an agent service with `flags`, answering with the offline
 /// planner (no model flags); `client_flags` tell the client what to expect.
@@ -89,7 +34,7 @@ async fn python_sdk_client(flags: &[&str], client_flags: &[&str]) {
     let url = format!("{}/mcp", agent.url);
     let mut args = vec![client.to_str().expect("utf-8 path"), &url, &token];
     args.extend(client_flags);
-    run_peer(&python, &args).await;
+    run_peer(&python, &args, logs).await;
 }
 
 #[tokio::test]

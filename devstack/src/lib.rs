@@ -8,6 +8,7 @@
 //!   gateway, wired together with authentication on, on fixed ports, and the banner it prints;
 //! - [`config`]: the `devstack` command line;
 //! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`) share;
+//! - [`interop`]: finding and running the third-party MCP peers of the interop tests;
 //! - [`managed_identity`]: a stand-in for Azure's managed identity endpoint, for the tests of
 //!   the services' Entra authentication.
 //!
@@ -17,6 +18,7 @@ mod banner;
 pub mod config;
 mod error;
 pub mod idp;
+pub mod interop;
 pub mod load;
 pub mod managed_identity;
 pub mod stack;
