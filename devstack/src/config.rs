@@ -6,7 +6,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use shared::config::{TelemetryArgs, boolish};
 
-use crate::idp::{self, IdpConfig, KeySource, defaults};
+use serde_json::json;
+
+use crate::{
+    Error,
+    idp::{self, Idp, IdpConfig, KeySource, TokenSpec, defaults},
+};
 
 /// Runs the platform locally with no cloud account, with a development OIDC identity provider
 /// that issues real signed tokens.
@@ -60,9 +65,21 @@ pub struct TokenArgs {
     #[arg(long, default_value = defaults::SUBJECT)]
     pub sub: String,
 
-    /// The audience (`aud`).
-    #[arg(long, env = "MCP_API_AUDIENCE", default_value = defaults::AUDIENCE)]
-    pub audience: String,
+    /// The resource (`aud`) the token is for: the resource identifier of the MCP server that
+    /// will accept it, by default the Contoso route of the local gateway.
+    #[arg(
+        long,
+        visible_alias = "audience",
+        env = "MCP_API_AUDIENCE",
+        default_value = defaults::CONTOSO_ROUTE_RESOURCE
+    )]
+    pub resource: String,
+
+    /// Mint a delegated token, as the token exchange issues: `act: {"sub": CLIENT_ID}` and
+    /// `azp` CLIENT_ID. Repeat for a delegation chain, the current actor first (each next one
+    /// nested in the previous `act`).
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub act: Vec<String>,
 
     /// Seconds until the token expires (at most a week).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
@@ -79,12 +96,37 @@ pub struct TokenArgs {
 impl TokenArgs {
     /// The IdP that `devstack token` signs with: the shared key file, this issuer.
     pub fn idp_config(&self) -> IdpConfig {
+        let audiences = vec![self.resource.clone()];
         IdpConfig {
             issuer: Some(self.issuer.clone()),
-            audiences: vec![self.audience.clone()],
+            clients: defaults::clients_for(&audiences),
+            audiences,
             key: KeySource::File(self.data.key_file()),
             ..IdpConfig::default()
         }
+    }
+
+    /// What the token says: tenant (resolved by `idp`), roles, subject, resource, lifetime,
+    /// and the delegation chain of `--act`.
+    pub fn token_spec(&self, idp: &Idp) -> Result<TokenSpec, Error> {
+        let mut spec = TokenSpec {
+            audience: Some(self.resource.clone()),
+            lifetime: self.lifetime(),
+            ..TokenSpec::new(&idp.tenant_id(&self.tenant)?, &self.roles, &self.sub)
+        };
+        // Built innermost first: the last actor named is the earliest in the chain.
+        let act = self.act.iter().rev().fold(None, |inner, actor| {
+            let mut act = json!({ "sub": actor });
+            if let Some(inner) = inner {
+                act["act"] = inner;
+            }
+            Some(act)
+        });
+        if let Some(act) = act {
+            spec.client_id = self.act.first().cloned();
+            spec.extra.insert("act".to_owned(), act);
+        }
+        Ok(spec)
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -144,7 +186,10 @@ pub struct IdpArgs {
     #[arg(long, env = "DEVSTACK_ISSUER")]
     pub issuer: Option<String>,
 
-    /// Audiences the token endpoint issues for, comma separated; the first is the default.
+    /// Audiences (resources) the token endpoint issues for, comma separated; every
+    /// development client is registered for all of them, the first being their default. So is
+    /// the agent client (`contoso-agent`), which may also exchange a token for any of them for
+    /// one for any of them (it serves them all, to try things out).
     #[arg(long, env = "MCP_API_AUDIENCE", value_delimiter = ',', default_value = defaults::AUDIENCE)]
     pub audience: Vec<String>,
 
@@ -161,9 +206,16 @@ pub struct IdpArgs {
 
 impl IdpArgs {
     pub fn idp_config(&self) -> IdpConfig {
+        let mut clients = defaults::clients_for(&self.audience);
+        clients.push(defaults::agent_client(
+            defaults::AGENT_CLIENT_ID,
+            &self.audience,
+            &self.audience,
+        ));
         IdpConfig {
             issuer: self.issuer.clone(),
             audiences: self.audience.clone(),
+            clients,
             key: KeySource::File(self.data.key_file()),
             allow_rotation: self.allow_rotation,
             ..IdpConfig::default()
@@ -211,6 +263,79 @@ mod tests {
             Cli::try_parse_from(["devstack", "token", "--tenant", "x", "--lifetime-secs", "0"])
                 .is_err()
         );
+    }
+
+    fn token_args(args: &[&str]) -> TokenArgs {
+        let cli =
+            Cli::try_parse_from([&["devstack", "token", "--tenant", "contoso"], args].concat())
+                .expect("parses");
+        let Some(Command::Token(args)) = cli.command else {
+            panic!("token subcommand");
+        };
+        args
+    }
+
+    #[test]
+    fn token_resources_and_delegation_chains() {
+        // Not the environment's MCP_API_AUDIENCE: these tests set the flag or read the default
+        // only when it is unset.
+        if std::env::var_os("MCP_API_AUDIENCE").is_none() {
+            assert_eq!(token_args(&[]).resource, defaults::CONTOSO_ROUTE_RESOURCE);
+        }
+        assert_eq!(
+            token_args(&["--resource", "http://x/mcp"]).resource,
+            "http://x/mcp"
+        );
+        assert_eq!(token_args(&["--audience", "api://y"]).resource, "api://y");
+
+        let idp = Idp::new(IdpConfig::default()).expect("idp");
+        let spec = token_args(&[]).token_spec(&idp).expect("spec");
+        assert!(spec.extra.is_empty());
+        assert_eq!(spec.client_id, None);
+
+        let args = token_args(&["--act", "contoso-agent", "--act", "other-agent"]);
+        let spec = args.token_spec(&idp).expect("spec");
+        assert_eq!(spec.client_id.as_deref(), Some("contoso-agent"));
+        assert_eq!(
+            spec.extra["act"],
+            json!({"sub": "contoso-agent", "act": {"sub": "other-agent"}})
+        );
+        assert_eq!(spec.tenant, defaults::CONTOSO);
+    }
+
+    #[test]
+    fn the_idp_command_registers_its_clients_for_its_audiences() {
+        let cli =
+            Cli::try_parse_from(["devstack", "idp", "--audience", "http://a/mcp,http://b/mcp"])
+                .expect("parses");
+        let Some(Command::Idp(args)) = cli.command else {
+            panic!("idp subcommand");
+        };
+        let config = args.idp_config();
+        assert_eq!(config.audiences, ["http://a/mcp", "http://b/mcp"]);
+        assert!(
+            config
+                .clients
+                .iter()
+                .all(|c| c.resources == config.audiences)
+        );
+        let agents: Vec<_> = config
+            .clients
+            .iter()
+            .filter(|c| !c.subject_audiences.is_empty())
+            .collect();
+        assert_eq!(agents.len(), 1, "only the agent client may exchange");
+        assert_eq!(agents[0].client_id, defaults::AGENT_CLIENT_ID);
+        assert_eq!(
+            agents[0].subject_audiences, config.audiences,
+            "it serves every audience"
+        );
+        // A generated key: the configured key file is a path relative to the test's folder.
+        Idp::new(IdpConfig {
+            key: KeySource::Generate,
+            ..config
+        })
+        .expect("a valid IdP");
     }
 
     #[test]

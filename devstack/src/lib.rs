@@ -32,19 +32,14 @@ pub use error::Error;
 
 use crate::{
     config::{IdpArgs, TokenArgs},
-    idp::{Idp, TokenSpec},
+    idp::Idp,
 };
 
 /// `devstack token`: a token as the arguments say, signed with the key in the data folder
 /// (created on first use), so it verifies against a devstack IdP sharing that folder.
 pub fn token(args: &TokenArgs) -> Result<String, Error> {
     let idp = Idp::new(args.idp_config())?;
-    let spec = TokenSpec {
-        audience: Some(args.audience.clone()),
-        lifetime: args.lifetime(),
-        ..TokenSpec::new(&idp.tenant_id(&args.tenant)?, &args.roles, &args.sub)
-    };
-    Ok(idp.mint(&spec))
+    Ok(idp.mint(&args.token_spec(&idp)?))
 }
 
 /// `devstack idp`: serves the identity provider on `listener` until `shutdown` completes.

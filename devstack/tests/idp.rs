@@ -11,45 +11,13 @@ use std::{
 use devstack::idp::{
     self, Idp, IdpConfig, KeySource, RunningIdp, TokenSpec, defaults, forge, spawn,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, EncodingKey, decode_header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Verifies `token` as a service would: key by `kid` from `jwks`, RS256 only, issuer and
-/// audience checked. Returns the claims.
-fn verify(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Result<Value, String> {
-    let kid = decode_header(token)
-        .map_err(|e| e.to_string())?
-        .kid
-        .ok_or("no kid")?;
-    let jwk = jwks["keys"]
-        .as_array()
-        .ok_or("no keys")?
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
-    let key = DecodingKey::from_rsa_components(
-        jwk["n"].as_str().ok_or("no n")?,
-        jwk["e"].as_str().ok_or("no e")?,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[audience]);
-    decode::<Value>(token, &key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| e.to_string())
-}
+mod common;
 
-async fn get_json(url: &str) -> Value {
-    let response = reqwest::get(url).await.expect("GET");
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().await.expect("JSON")
-}
-
-async fn jwks_of(running: &RunningIdp) -> Value {
-    get_json(&format!("{}/jwks", running.url())).await
-}
+use common::{get_json, jwks_of, verify};
 
 /// A fresh folder for one test, under cargo's scratch space for integration tests.
 fn scratch_dir(test: &str) -> PathBuf {
@@ -76,7 +44,11 @@ async fn discovery_describes_the_bound_issuer() {
             "jwks_uri": format!("{url}/jwks"),
             "token_endpoint": format!("{url}/token"),
             "response_types_supported": ["token"],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": [
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            ],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],
@@ -530,11 +502,19 @@ fn the_cli_prints_a_token_as_asked() {
         ..IdpConfig::default()
     })
     .expect("idp");
-    let claims =
-        verify(token, &idp.jwks(), defaults::ISSUER, defaults::AUDIENCE).expect("verifies");
+    // For the Contoso route of the local gateway unless told otherwise.
+    let claims = verify(
+        token,
+        &idp.jwks(),
+        defaults::ISSUER,
+        defaults::CONTOSO_ROUTE_RESOURCE,
+    )
+    .expect("verifies");
     assert_eq!(claims["tid"], defaults::FABRIKAM);
     assert_eq!(claims["roles"], json!(["query", "security"]));
     assert_eq!(claims["sub"], "bob");
+    assert_eq!(claims["azp"], defaults::CLI_CLIENT_ID);
+    assert!(claims.get("act").is_none());
     assert_eq!(
         claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
         120
@@ -555,6 +535,36 @@ fn the_cli_prints_a_token_as_asked() {
     let claims = verify(token.trim(), &idp.jwks(), defaults::ISSUER, "api://agents").expect("ok");
     assert_eq!(claims["tid"], defaults::NORTHWIND);
     assert_eq!(claims["roles"], json!([]));
+
+    // `--resource` is the flag's name (`--audience` its alias), and `--act` mints a delegated
+    // token, as the token exchange issues it.
+    let output = devstack(&[
+        "token",
+        "--tenant",
+        "contoso",
+        "--resource",
+        "http://127.0.0.1:8080/fabrikam-mcp/mcp",
+        "--act",
+        defaults::AGENT_CLIENT_ID,
+        "--act",
+        "upstream-agent",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let claims = verify(
+        token.trim(),
+        &idp.jwks(),
+        defaults::ISSUER,
+        "http://127.0.0.1:8080/fabrikam-mcp/mcp",
+    )
+    .expect("ok");
+    assert_eq!(claims["azp"], defaults::AGENT_CLIENT_ID);
+    assert_eq!(
+        claims["act"],
+        json!({"sub": defaults::AGENT_CLIENT_ID, "act": {"sub": "upstream-agent"}})
+    );
 }
 
 #[test]
@@ -587,7 +597,9 @@ fn the_cli_explains_itself() {
         "--tenant",
         "--roles",
         "--sub",
+        "--resource",
         "--audience",
+        "--act",
         "--lifetime-secs",
         "--issuer",
         "--data-dir",
@@ -641,7 +653,68 @@ async fn a_cli_token_verifies_against_the_idp_process() {
     ]);
     assert!(output.status.success(), "{output:?}");
     let token = String::from_utf8(output.stdout).expect("utf-8");
-    let claims = verify(token.trim(), &jwks, &url, defaults::AUDIENCE).expect("verifies");
+    let claims =
+        verify(token.trim(), &jwks, &url, defaults::CONTOSO_ROUTE_RESOURCE).expect("verifies");
     assert_eq!(claims["roles"], json!(["billing"]));
+
+    // The agent client of `devstack idp` serves the IdP's audiences: it exchanges a token for
+    // one of them, and refuses this one, which is for a resource (the gateway's Contoso route)
+    // the agent does not serve.
+    let exchange = |subject: String| {
+        reqwest::Client::new()
+            .post(format!("{url}/token"))
+            .basic_auth(defaults::AGENT_CLIENT_ID, Some("contoso-agent-secret"))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", subject.as_str()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ])
+            .send()
+    };
+    let refused = exchange(token.trim().to_owned())
+        .await
+        .expect("POST /token");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let description = body["error_description"].as_str().expect("description");
+    assert!(
+        description.contains(defaults::CONTOSO_ROUTE_RESOURCE)
+            && description.contains(defaults::AUDIENCE),
+        "{description}"
+    );
+
+    let output = devstack(&[
+        "token",
+        "--tenant",
+        "contoso",
+        "--resource",
+        defaults::AUDIENCE,
+        "--issuer",
+        &url,
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let exchanged = exchange(token.trim().to_owned())
+        .await
+        .expect("POST /token");
+    assert_eq!(exchanged.status(), 200);
+    let body: Value = exchanged.json().await.expect("JSON");
+    let claims = verify(
+        body["access_token"].as_str().expect("access_token"),
+        &jwks,
+        &url,
+        defaults::AUDIENCE,
+    )
+    .expect("verifies");
+    assert_eq!(claims["act"], json!({"sub": defaults::AGENT_CLIENT_ID}));
     server.kill().await.expect("stop devstack idp");
 }

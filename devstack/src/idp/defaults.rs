@@ -19,6 +19,21 @@
 //! `contoso-admin-secret`) with all three roles. For example `fabrikam-billing` /
 //! `fabrikam-billing-secret` gets a `fabrikam` token with `roles: ["billing"]`. The secrets are
 //! public by design: these tokens are only trusted by services pointed at a devstack issuer.
+//!
+//! Every client is registered for the resources (audiences) it may get tokens for, the first
+//! being its default: [`clients`] registers them for [`AUDIENCE`] only, [`clients_for`] for the
+//! resources a caller names (say, each gateway route's resource identifier). These user-facing
+//! clients serve no resource of their own (no [`Client::subject_audiences`]), so they may not
+//! exchange tokens.
+//!
+//! The exchanging client is separate: [`agent_client`] makes a service's own client (secret
+//! `<id>-secret`, tenant `contoso`, no roles, subject = its id) that may use the token exchange
+//! (RFC 8693) and on-behalf-of grants to trade its caller's token for one for the resources it
+//! is registered for (`targets`). It trades only tokens its callers sent it: tokens for the
+//! resources it serves itself (`serves`, its [`Client::subject_audiences`]), as Entra's
+//! on-behalf-of takes only an assertion issued for the middle-tier application. A token a user
+//! got for another service is refused (`invalid_grant`). [`AGENT_CLIENT_ID`] (`contoso-agent`)
+//! is the agent service's.
 
 use shared::config::Secret;
 
@@ -26,6 +41,14 @@ use super::{Client, Tenant};
 
 /// The audience tokens are issued for unless a scope or spec asks for another.
 pub const AUDIENCE: &str = "api://contoso-mcp";
+
+/// The resource identifier of the Contoso route of the default local gateway
+/// (`127.0.0.1:8080`): what `devstack token` issues for unless told otherwise.
+pub const CONTOSO_ROUTE_RESOURCE: &str = "http://127.0.0.1:8080/contoso-mcp/mcp";
+
+/// The client id of the agent service: the client that exchanges its callers' tokens for
+/// tokens for the tools service.
+pub const AGENT_CLIENT_ID: &str = "contoso-agent";
 
 /// Where a devstack identity provider listens by default, and so its default issuer.
 pub const ISSUER: &str = "http://127.0.0.1:4444";
@@ -59,26 +82,53 @@ pub fn tenants() -> Vec<Tenant> {
     .collect()
 }
 
-/// One client per tenant and role, plus `contoso-admin` with every role.
+/// One client per tenant and role, plus `contoso-admin` with every role, registered for
+/// [`AUDIENCE`].
 pub fn clients() -> Vec<Client> {
+    clients_for(&[AUDIENCE.to_owned()])
+}
+
+/// The clients of [`clients`], each registered for every one of `resources` (the first is
+/// their default target).
+pub fn clients_for(resources: &[String]) -> Vec<Client> {
     let mut clients: Vec<Client> = tenants()
         .iter()
         .flat_map(|tenant| {
-            ROLES
-                .iter()
-                .map(|role| client(&format!("{}-{role}", tenant.name), &tenant.tid, &[role]))
+            ROLES.iter().map(|role| {
+                client(
+                    &format!("{}-{role}", tenant.name),
+                    &tenant.tid,
+                    &[role],
+                    resources,
+                )
+            })
         })
         .collect();
-    clients.push(client("contoso-admin", CONTOSO, &ROLES));
+    clients.push(client("contoso-admin", CONTOSO, &ROLES, resources));
     clients
 }
 
-fn client(id: &str, tid: &str, roles: &[&str]) -> Client {
+/// A service's own confidential client that may exchange its callers' tokens (token exchange
+/// and on-behalf-of) for tokens for `targets` (its [`Client::resources`], the first being the
+/// default): secret `<client_id>-secret`, tenant `contoso`, no roles of its own, subject = its
+/// id. `serves` are the service's own resources (its [`Client::subject_audiences`]): only a
+/// subject token issued for one of them is exchanged. With `serves` empty the client may not
+/// exchange at all.
+pub fn agent_client(client_id: &str, serves: &[String], targets: &[String]) -> Client {
+    Client {
+        subject_audiences: serves.to_vec(),
+        ..client(client_id, CONTOSO, &[], targets)
+    }
+}
+
+fn client(id: &str, tid: &str, roles: &[&str], resources: &[String]) -> Client {
     Client {
         client_id: id.to_owned(),
         client_secret: Secret::new(format!("{id}-secret")),
         tenant: tid.to_owned(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         subject: id.to_owned(),
+        resources: resources.to_vec(),
+        subject_audiences: Vec::new(),
     }
 }

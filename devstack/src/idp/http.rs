@@ -1,19 +1,24 @@
-//! The identity provider's routes: discovery, JWKS, the `client_credentials` token endpoint
-//! with its RFC 6749 §5.2 error answers, and the test-only rotation routes.
+//! The identity provider's routes: discovery, JWKS, the token endpoint (reading the form,
+//! authenticating the client, handing the request to its grant in [`super::grants`]) with its
+//! error answers, and the test-only rotation routes.
 
 use axum::{
-    Form, Json, Router,
-    extract::{State, rejection::FormRejection},
+    Json, Router,
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::http::error_response;
 
-use super::{Client, Idp, TokenSpec, keys::secrets_match};
+use super::{
+    Client, Idp,
+    grants::{self, Grant, TokenResponse},
+    keys::secrets_match,
+};
 
 pub(super) fn router(idp: Idp) -> Router {
     let mut router = Router::new()
@@ -64,29 +69,12 @@ async fn retire(State(idp): State<Idp>) -> Json<serde_json::Value> {
     Json(json!({ "retired": idp.retire_old_keys() }))
 }
 
-/// The form of a token request (RFC 6749 §4.4.2, client secret per §2.3.1).
-#[derive(Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
-}
-
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Serialize)]
-struct TokenResponse {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: u64,
-}
-
 async fn token(
     State(idp): State<Idp>,
     headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match issue(&idp, &headers, form) {
+    match issue(&idp, &headers, body) {
         Ok(issued) => no_store(Json(issued).into_response()),
         Err(error) => error.into_response(),
     }
@@ -95,36 +83,87 @@ async fn token(
 fn issue(
     idp: &Idp,
     headers: &HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<TokenResponse, OAuthError> {
-    let Form(form) = form.map_err(|rejection| OAuthError::InvalidRequest(rejection.body_text()))?;
-    match form.grant_type.as_deref() {
+    let params = Params::from_body(headers, body)?;
+    let grant = match params.one("grant_type")? {
         None => return Err(OAuthError::InvalidRequest("grant_type is missing".into())),
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::UnsupportedGrantType(format!(
-                "grant_type {other:?} is not supported; use client_credentials"
-            )));
+        Some(name) => Grant::parse(name).ok_or_else(|| {
+            OAuthError::UnsupportedGrantType(format!(
+                "grant_type {name:?} is not supported; use one of {}",
+                Grant::ALL.map(Grant::name).join(", ")
+            ))
+        })?,
+    };
+    let client = authenticate(idp, headers, &params)?;
+    grants::issue(idp, client, grant, &params)
+}
+
+/// The parameters of a form body in their order, repeated ones kept: RFC 8707 and RFC 8693
+/// let `resource` and `audience` repeat, which a struct-shaped form extractor cannot show.
+/// Parameters without a value are dropped, as RFC 6749 §3.2 says to treat them as omitted.
+#[derive(Debug)]
+pub(super) struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Reads an `application/x-www-form-urlencoded` body (RFC 6749 §4.4.2 and friends).
+    fn from_body(
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Self, OAuthError> {
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                mime.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthError::InvalidRequest(
+                "the request body must be a form (Content-Type: application/x-www-form-urlencoded)"
+                    .into(),
+            ));
+        }
+        let body = body.map_err(|rejection| OAuthError::InvalidRequest(rejection.body_text()))?;
+        Self::parse(&body)
+    }
+
+    pub(super) fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let malformed =
+            || OAuthError::InvalidRequest("the form body is not valid form encoding".into());
+        let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+        let mut fields = Vec::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = form_urldecode(name).ok_or_else(malformed)?;
+            let value = form_urldecode(value).ok_or_else(malformed)?;
+            if !value.is_empty() {
+                fields.push((name, value));
+            }
+        }
+        Ok(Self(fields))
+    }
+
+    /// Every value of `name`, in order.
+    pub(super) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of a parameter that may be sent at most once (RFC 6749 §3.2).
+    pub(super) fn one(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+        match self.all(name).as_slice() {
+            [] => Ok(None),
+            [value] => Ok(Some(value)),
+            _ => Err(OAuthError::InvalidRequest(format!(
+                "{name} is given more than once; send each parameter once"
+            ))),
         }
     }
-    let client = authenticate(idp, headers, &form)?;
-    let audience = audience_for(idp, form.scope.as_deref())?;
-    let lifetime = idp.inner.token_lifetime;
-    let access_token = idp.mint(&TokenSpec {
-        tenant: client.tenant.clone(),
-        roles: client.roles.clone(),
-        subject: client.subject.clone(),
-        audience: Some(audience.to_owned()),
-        lifetime,
-        client_id: Some(client.client_id.clone()),
-        ..TokenSpec::default()
-    });
-    tracing::info!(client_id = %client.client_id, tid = %client.tenant, audience, "token issued");
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: lifetime.as_secs(),
-    })
 }
 
 /// The client named by HTTP Basic or by the form, if its secret is right. Using both at once
@@ -132,26 +171,28 @@ fn issue(
 fn authenticate<'a>(
     idp: &'a Idp,
     headers: &HeaderMap,
-    form: &TokenForm,
+    params: &Params,
 ) -> Result<&'a Client, OAuthError> {
     let basic = basic_credentials(headers)?;
-    let (id, secret) = match (basic, &form.client_id, &form.client_secret) {
+    let (id, secret) = match (
+        basic,
+        params.one("client_id")?,
+        params.one("client_secret")?,
+    ) {
         (Some(_), _, Some(_)) => {
             return Err(OAuthError::InvalidRequest(
                 "client credentials in both the Authorization header and the body".into(),
             ));
         }
         (Some((id, secret)), _, None) => (id, secret),
-        (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
         (None, _, _) => {
             return Err(OAuthError::InvalidClient(
                 "no client credentials (client_id and client_secret, or HTTP Basic)".into(),
             ));
         }
     };
-    idp.clients()
-        .iter()
-        .find(|c| c.client_id == id)
+    idp.client(&id)
         .filter(|c| secrets_match(&secret, c.client_secret.expose()))
         .ok_or_else(|| OAuthError::InvalidClient("unknown client or wrong secret".into()))
 }
@@ -199,38 +240,21 @@ fn form_urldecode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The audience a `scope` asks for: `<audience>/.default`, as Entra requires for
-/// `client_credentials`; no scope means the first audience.
-fn audience_for<'a>(idp: &'a Idp, scope: Option<&str>) -> Result<&'a str, OAuthError> {
-    let audiences = idp.audiences();
-    let Some(scope) = scope.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(&audiences[0]);
-    };
-    let invalid = || {
-        OAuthError::InvalidScope(format!(
-            "scope {scope:?} is not one of {}",
-            audiences
-                .iter()
-                .map(|a| format!("{a}/.default"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    };
-    let requested = scope.strip_suffix("/.default").ok_or_else(invalid)?;
-    audiences
-        .iter()
-        .find(|a| *a == requested)
-        .map(String::as_str)
-        .ok_or_else(invalid)
-}
-
-/// The errors of the token endpoint, RFC 6749 §5.2, each with a description for people.
+/// The errors of the token endpoint (RFC 6749 §5.2, RFC 8707 §2, RFC 8693 §2.2.2), each with
+/// a description for people. Descriptions never carry a token.
 #[derive(Debug)]
-enum OAuthError {
+pub(super) enum OAuthError {
     InvalidRequest(String),
     InvalidClient(String),
     UnsupportedGrantType(String),
     InvalidScope(String),
+    /// The subject token or assertion is not one this IdP signed, no longer valid, or not
+    /// issued for a resource the exchanging client serves.
+    InvalidGrant(String),
+    /// A resource or audience the client may not get a token for, or more than one.
+    InvalidTarget(String),
+    /// An authenticated client using a grant it is not allowed to use.
+    UnauthorizedClient(String),
 }
 
 impl IntoResponse for OAuthError {
@@ -240,6 +264,9 @@ impl IntoResponse for OAuthError {
             Self::InvalidClient(d) => (StatusCode::UNAUTHORIZED, "invalid_client", d),
             Self::UnsupportedGrantType(d) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", d),
             Self::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d),
+            Self::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
+            Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, "invalid_target", d),
+            Self::UnauthorizedClient(d) => (StatusCode::BAD_REQUEST, "unauthorized_client", d),
         };
         tracing::info!(error, description, "token request refused");
         let mut response = (
@@ -269,7 +296,6 @@ fn no_store(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idp::IdpConfig;
 
     #[test]
     fn form_urldecoding() {
@@ -300,33 +326,55 @@ mod tests {
     }
 
     #[test]
-    fn scopes_select_a_configured_audience() {
-        let idp = Idp::new(IdpConfig {
-            audiences: vec!["api://contoso-mcp".into(), "api://agents".into()],
-            ..IdpConfig::default()
-        })
-        .expect("idp");
-        assert_eq!(audience_for(&idp, None).ok(), Some("api://contoso-mcp"));
+    fn form_bodies_keep_repeated_parameters_and_drop_empty_ones() {
+        let params =
+            Params::parse(b"resource=a&scope=&resource=b%2Fc&grant_type=x+y&&flag").expect("form");
+        assert_eq!(params.all("resource"), ["a", "b/c"]);
+        assert!(matches!(
+            params.one("resource"),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        assert_eq!(params.one("grant_type").expect("once"), Some("x y"));
         assert_eq!(
-            audience_for(&idp, Some(" ")).ok(),
-            Some("api://contoso-mcp")
+            params.one("scope").expect("empty"),
+            None,
+            "empty means omitted"
         );
+        assert_eq!(params.one("flag").expect("no value"), None);
+        assert!(matches!(
+            Params::parse(b"a=%zz"),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Params::parse(b"a=\xff"),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn only_form_bodies_are_read() {
+        let mut headers = HeaderMap::new();
+        let body = || Ok(Bytes::from_static(b"grant_type=client_credentials"));
+        assert!(matches!(
+            Params::from_body(&headers, body()),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/X-WWW-Form-Urlencoded; charset=utf-8"),
+        );
+        let params = Params::from_body(&headers, body()).expect("form");
         assert_eq!(
-            audience_for(&idp, Some("api://agents/.default")).ok(),
-            Some("api://agents")
+            params.one("grant_type").expect("once"),
+            Some("client_credentials")
         );
-        for refused in [
-            "api://agents",
-            "api://other/.default",
-            "api://agents/.default api://contoso-mcp/.default",
-        ] {
-            assert!(
-                matches!(
-                    audience_for(&idp, Some(refused)),
-                    Err(OAuthError::InvalidScope(_))
-                ),
-                "{refused}"
-            );
-        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(matches!(
+            Params::from_body(&headers, body()),
+            Err(OAuthError::InvalidRequest(_))
+        ));
     }
 }

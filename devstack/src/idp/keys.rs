@@ -1,6 +1,6 @@
 //! The identity provider's RSA signing keys: generation with aws-lc, the key file that
-//! `devstack token` and a running IdP share, the public key as a JWK, and RS256 signing of a
-//! compact JWS.
+//! `devstack token` and a running IdP share, the public key as a JWK (and as a `jsonwebtoken`
+//! key, to verify the tokens clients ask to exchange), and RS256 signing of a compact JWS.
 //!
 //! We sign with aws-lc directly instead of `jsonwebtoken::encode`, because the attack tests
 //! need tokens whose header says something other than what signed them (`alg: none`, a
@@ -31,6 +31,7 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
+use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 
 use crate::Error;
@@ -195,6 +196,12 @@ impl SigningKey {
             )
             .expect("RS256 signing with a valid key and a modulus-sized buffer cannot fail");
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The public key as `jsonwebtoken` verifies with it: how the token endpoint checks the
+    /// subject tokens it is asked to exchange, with the very bytes the JWKS publishes.
+    pub(crate) fn decoding_key(&self) -> Result<DecodingKey, jsonwebtoken::errors::Error> {
+        DecodingKey::from_rsa_components(&self.n, &self.e)
     }
 
     fn from_pair(pair: RsaKeyPair) -> Self {

@@ -9,13 +9,43 @@
 //! |---|---|
 //! | `GET /.well-known/openid-configuration` | discovery: issuer, `jwks_uri`, `token_endpoint`, … |
 //! | `GET /jwks` | the public keys: current first, then rotated-out ones not yet retired |
-//! | `POST /token` | OAuth 2 `client_credentials` (secret in the form or HTTP Basic) |
+//! | `POST /token` | the grants below; the client's secret in the form or HTTP Basic |
 //! | `POST /rotate`, `POST /retire` | only with [`IdpConfig::allow_rotation`]; otherwise 404 |
 //! | `GET /healthz` | alive |
 //!
 //! Tokens carry `iss`, `aud`, `sub`, `oid` (a UUID derived from `sub`), `tid`, `roles`, `azp`,
 //! `iat`, `nbf`, `exp` and `jti`, in a header `{alg: RS256, typ: JWT, kid}`. One issuer serves
 //! every tenant; the tenant is the `tid` claim, as in Entra's multi-tenant applications.
+//!
+//! Every token is for one resource (`aud`): MCP servers accept only tokens issued for
+//! themselves. Each [`Client`] is registered for the resources it may target; a request for any
+//! other is refused with `invalid_target` (RFC 8707 §2). The token endpoint's grants:
+//!
+//! - `client_credentials` (RFC 6749 §4.4): a token for the client itself (its tenant, roles and
+//!   subject). The target is the RFC 8707 `resource` parameter, or Entra's
+//!   `scope=<resource>/.default`, or both if they agree; with neither, the client's first
+//!   resource.
+//! - `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): a client that serves
+//!   resources of its own ([`Client::subject_audiences`]: an agent service) trades the
+//!   `subject_token` its caller sent it, a token for one of those resources, for a token for
+//!   another resource (`audience`, `resource` or `scope=<resource>/.default`). The new token
+//!   keeps the caller's `sub`, `oid`, `tid`, `roles` and `scp`, has `azp` = the exchanging
+//!   client and `act: {"sub": <client>}`, with the subject token's own `act` nested inside it
+//!   (RFC 8693 §4.1; refusing delegation chains is the resource servers' business), and expires
+//!   no later than the subject token.
+//! - `urn:ietf:params:oauth:grant-type:jwt-bearer` with `requested_token_use=on_behalf_of`:
+//!   Entra's on-behalf-of flow (`assertion`, `scope=<resource>/.default`), issuing the same
+//!   token as the exchange. Entra puts no `act` in on-behalf-of tokens; this IdP does, so the
+//!   services can tell a delegated call from a direct one in development as with RFC 8693.
+//!
+//! A subject token is accepted only if this IdP signed it (RS256, with its current key or a
+//! rotated-out key still published), its `iss` is this issuer, it has not expired (with no
+//! clock leeway, since the IdP checks its own clock against its own timestamps), and one of its
+//! `aud` values (a string or an array) is among the exchanging client's
+//! [`Client::subject_audiences`]. Entra's on-behalf-of likewise takes only an assertion issued
+//! for the middle-tier application itself: an agent exchanges the tokens its own callers sent
+//! it, never a token a user got for some other service (`invalid_grant`). A client with no
+//! subject audiences may not use either grant (`unauthorized_client`).
 //!
 //! The default tenants, roles and clients are listed in [`defaults`]. For the attack tests,
 //! [`Idp::claims`] + [`Idp::mint_with`] sign arbitrary claims and headers with the published key,
@@ -25,6 +55,7 @@
 
 pub mod defaults;
 pub mod forge;
+mod grants;
 mod http;
 mod keys;
 mod server;
@@ -49,6 +80,13 @@ use crate::Error;
 
 /// File name of the signing key inside the devstack data folder.
 pub const KEY_FILE: &str = "idp-signing-key.pem";
+
+/// `grant_type` of the OAuth 2.0 Token Exchange (RFC 8693 §2.1).
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// `grant_type` of Entra's on-behalf-of flow (the RFC 7523 JWT bearer grant with
+/// `requested_token_use=on_behalf_of`).
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// A tenant the IdP issues tokens for: a short name people type, and the tid tokens carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +115,15 @@ pub struct Client {
     pub roles: Vec<String>,
     /// The `sub` of its tokens.
     pub subject: String,
+    /// The resources (audiences) it may get tokens for, each one of [`IdpConfig::audiences`];
+    /// the first is the target when a request names none. At least one.
+    pub resources: Vec<String>,
+    /// The audiences of the subject tokens it may exchange (token exchange and on-behalf-of):
+    /// the resources the client itself serves, e.g. an agent service's own resource URLs, each
+    /// one of [`IdpConfig::audiences`]. A subject token is exchanged only if one of its `aud`
+    /// values is among them. Empty: the client may not exchange at all, as every client people
+    /// hold (only services acting for their callers exchange).
+    pub subject_audiences: Vec<String>,
 }
 
 /// Where the IdP's first signing key comes from.
@@ -99,7 +146,9 @@ pub struct IdpConfig {
     /// address (`http://127.0.0.1:PORT`) when served by [`spawn`] or [`serve`], and
     /// [`defaults::ISSUER`] for an [`Idp::new`] that serves nothing.
     pub issuer: Option<String>,
-    /// Audiences the token endpoint issues for; the first is the default.
+    /// Audiences (resources) the token endpoint issues for; the first is the default of
+    /// [`Idp::mint`]. Every client's [`Client::resources`] and [`Client::subject_audiences`]
+    /// must be among them.
     pub audiences: Vec<String>,
     pub tenants: Vec<Tenant>,
     pub clients: Vec<Client>,
@@ -260,6 +309,11 @@ impl Idp {
         &self.inner.clients
     }
 
+    /// The client with this id, if configured.
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients().iter().find(|c| c.client_id == client_id)
+    }
+
     /// The tid for a tenant name (`contoso`, any case) or a tid. Any UUID is accepted, known or
     /// not, so tests can mint tokens for a tenant no route allows.
     pub fn tenant_id(&self, name_or_tid: &str) -> Result<String, Error> {
@@ -404,7 +458,11 @@ impl Idp {
             "jwks_uri": format!("{base}/jwks"),
             "token_endpoint": format!("{base}/token"),
             "response_types_supported": ["token"],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": [
+                "client_credentials",
+                TOKEN_EXCHANGE_GRANT,
+                JWT_BEARER_GRANT,
+            ],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],
@@ -443,6 +501,20 @@ impl Idp {
             .unwrap_or_else(PoisonError::into_inner)
             .current
             .clone()
+    }
+
+    /// The keys the JWKS publishes, current first: the ones a token this IdP signed may be
+    /// verified with.
+    fn published_keys(&self) -> Vec<Arc<SigningKey>> {
+        let ring = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::iter::once(&ring.current)
+            .chain(&ring.previous)
+            .cloned()
+            .collect()
     }
 }
 
@@ -483,6 +555,33 @@ fn validate(
         }
         if clients[..i].iter().any(|c| c.client_id == client.client_id) {
             return fail(format!("client {} is listed twice", client.client_id));
+        }
+        if client.resources.is_empty() {
+            return fail(format!(
+                "client {} has no resources: list at least one resource (audience) it may \
+                 get tokens for",
+                client.client_id
+            ));
+        }
+        if let Some(unknown) = client.resources.iter().find(|r| !audiences.contains(r)) {
+            return fail(format!(
+                "client {}: resource {unknown:?} is not one of the IdP's audiences ({}); add it \
+                 to the audiences or remove it from the client",
+                client.client_id,
+                audiences.join(", ")
+            ));
+        }
+        if let Some(unknown) = client
+            .subject_audiences
+            .iter()
+            .find(|a| !audiences.contains(a))
+        {
+            return fail(format!(
+                "client {}: subject audience {unknown:?} is not one of the IdP's audiences ({}); \
+                 add it to the audiences or remove it from the client",
+                client.client_id,
+                audiences.join(", ")
+            ));
         }
     }
     Ok(())
@@ -642,6 +741,35 @@ mod tests {
             .find(|c| c.client_id == "contoso-admin")
             .expect("admin");
         assert_eq!(admin.roles, defaults::ROLES);
+        assert!(
+            clients
+                .iter()
+                .all(|c| c.resources == [defaults::AUDIENCE] && c.subject_audiences.is_empty()),
+            "registered for the default audience, none may exchange"
+        );
+
+        let resources = vec!["http://a/mcp".to_owned(), "http://b/mcp".to_owned()];
+        let clients = defaults::clients_for(&resources);
+        assert_eq!(clients.len(), 4 * 3 + 1);
+        assert!(
+            clients
+                .iter()
+                .all(|c| c.resources == resources && c.subject_audiences.is_empty())
+        );
+    }
+
+    #[test]
+    fn the_agent_client_exchanges_what_it_serves_for_its_targets() {
+        let serves = vec!["http://agents/mcp".to_owned()];
+        let targets = vec!["http://tools/mcp".to_owned()];
+        let agent = defaults::agent_client(defaults::AGENT_CLIENT_ID, &serves, &targets);
+        assert_eq!(agent.client_id, "contoso-agent");
+        assert_eq!(agent.client_secret.expose(), "contoso-agent-secret");
+        assert_eq!(agent.tenant, defaults::CONTOSO);
+        assert!(agent.roles.is_empty());
+        assert_eq!(agent.subject, "contoso-agent");
+        assert_eq!(agent.resources, targets);
+        assert_eq!(agent.subject_audiences, serves);
     }
 
     #[test]
@@ -678,6 +806,61 @@ mod tests {
             },
             "client contoso-query: tenant c0a7050c",
         );
+        refused(
+            IdpConfig {
+                clients: defaults::clients_for(&[]),
+                ..IdpConfig::default()
+            },
+            "client contoso-query has no resources",
+        );
+        refused(
+            IdpConfig {
+                clients: vec![defaults::agent_client(
+                    defaults::AGENT_CLIENT_ID,
+                    &[defaults::AUDIENCE.to_owned()],
+                    &["api://tools".to_owned()],
+                )],
+                ..IdpConfig::default()
+            },
+            "client contoso-agent: resource \"api://tools\" is not one of the IdP's audiences \
+             (api://contoso-mcp)",
+        );
+        refused(
+            IdpConfig {
+                clients: vec![defaults::agent_client(
+                    defaults::AGENT_CLIENT_ID,
+                    &["api://agents".to_owned()],
+                    &[defaults::AUDIENCE.to_owned()],
+                )],
+                ..IdpConfig::default()
+            },
+            "client contoso-agent: subject audience \"api://agents\" is not one of the IdP's \
+             audiences (api://contoso-mcp)",
+        );
+        // The default clients are registered for the default audience, so a config naming
+        // other audiences registers its clients for them.
+        refused(
+            IdpConfig {
+                audiences: vec!["api://other".into()],
+                ..IdpConfig::default()
+            },
+            "resource \"api://contoso-mcp\"",
+        );
+        let resources = vec!["api://other".to_owned(), "api://tools".to_owned()];
+        let mut clients = defaults::clients_for(&resources);
+        clients.push(defaults::agent_client(
+            defaults::AGENT_CLIENT_ID,
+            &resources[..1],
+            &resources[1..],
+        ));
+        // No subject audiences is valid: a client that may not exchange.
+        clients.push(defaults::agent_client("idle-agent", &[], &resources[1..]));
+        Idp::new(IdpConfig {
+            audiences: resources,
+            clients,
+            ..IdpConfig::default()
+        })
+        .expect("clients registered for known resources");
     }
 
     #[test]
