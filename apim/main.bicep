@@ -1,6 +1,7 @@
-// The MCP routes of gateway.toml in an existing Azure API Management instance: one API per route,
-// mounted at the route prefix, each with the policy `gateway render-apim` rendered from the same
-// file (policies/<route>.policy.xml), so production enforces what the local gateway enforces.
+// The MCP routes of gateway.toml in an existing Azure API Management instance: per route, an API
+// mounted at the route prefix exposing only its MCP endpoint and metadata, and one for its RFC 9728
+// metadata path (route-api.bicep), each with the policy `gateway render-apim` rendered from the
+// same file (policies/<route>.policy.xml), so production enforces what the local gateway enforces.
 //
 //   cargo run -p gateway -- render-apim --config apim/gateway.toml --out apim/policies
 //   az deployment group create -g <resource group> -f apim/main.bicep -p apimName=<instance>

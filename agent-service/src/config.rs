@@ -5,14 +5,19 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 use shared::{
-    auth::{AuthArgs, config::AuthPlan},
-    config::{ConfigError, HostGuardArgs, TelemetryArgs, boolish},
+    audit::{AuditArgs, AuditQueryArgs},
+    auth::{
+        AuthArgs,
+        config::{AuthPlan, PlanKind},
+    },
+    config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
 };
 
 use crate::{
     agent::Limits,
     memory::MemoryConfig,
     model::config::{ModelArgs, ModelChoice},
+    upstream::exchange::{ClientAuth, Grant},
 };
 
 /// Contoso agent service: domain experts (billing, account, product) as MCP tools, answering
@@ -47,6 +52,16 @@ pub struct Config {
     #[arg(long, env = "MCP_SESSIONS", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
     pub mcp_sessions: bool,
 
+    /// Conversations one person (tenant and subject) keeps; starting one more forgets their least
+    /// recently active one.
+    #[arg(long, env = "CONVERSATIONS_PER_OWNER", default_value_t = 1_000)]
+    pub conversations_per_owner: u32,
+
+    /// MCP sessions one person holds at once (MCP_SESSIONS=true); initializing one more ends
+    /// their oldest.
+    #[arg(long, env = "MCP_SESSIONS_PER_OWNER", default_value_t = 32)]
+    pub sessions_per_owner: u32,
+
     /// Earlier turns of a conversation given to the expert with a new question.
     #[arg(long, env = "CONVERSATION_HISTORY_TURNS", default_value_t = 10)]
     pub history_turns: usize,
@@ -68,6 +83,9 @@ pub struct Config {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub delegation: DelegationArgs,
+
+    #[command(flatten)]
     pub auth: AuthArgs,
 
     #[command(flatten)]
@@ -75,6 +93,129 @@ pub struct Config {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
+    /// Print the effective role policy (as a ROLE_POLICY_FILE) and exit, without listening or
+    /// opening the database.
+    #[arg(long)]
+    pub print_policy: bool,
+
+    /// Without a command, the service runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the stored audit trail of expert calls of a tenant, as JSON lines (newest last),
+    /// from DB_PATH, without starting the server.
+    Audit(AuditQueryArgs),
+}
+
+/// How the experts get the token of their inner calls to the tools service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DelegationArgs {
+    /// `rfc8693` (OAuth 2.0 Token Exchange at the issuer's token endpoint), `entra-obo` (Microsoft
+    /// Entra's on-behalf-of flow), or `passthrough` (DEVELOPMENT ONLY: the caller's own token is
+    /// sent on, which the MCP authorization specification forbids).
+    #[arg(long, env = "TOKEN_EXCHANGE", default_value = "rfc8693")]
+    pub token_exchange: String,
+    /// The agent service's own client id at the issuer (it becomes `act.sub` of delegated tokens).
+    #[arg(long, env = "AGENT_CLIENT_ID")]
+    pub agent_client_id: Option<String>,
+    /// The agent service's client secret.
+    #[arg(long, env = "AGENT_CLIENT_SECRET")]
+    pub agent_client_secret: Option<Secret>,
+    /// How the client authenticates at the token endpoint: `client_secret_basic` or
+    /// `client_secret_post`.
+    #[arg(long, env = "AGENT_CLIENT_AUTH", default_value = "client_secret_basic")]
+    pub agent_client_auth: String,
+    /// The audience to ask for: the tools service's resource identifier. Default: MCP_SERVER_URI.
+    #[arg(long, env = "MCP_SERVER_AUDIENCE")]
+    pub mcp_server_audience: Option<String>,
+}
+
+/// The validated delegation settings; the token endpoint comes later, from discovery.
+#[derive(Debug, Clone)]
+pub enum Delegation {
+    PassThrough,
+    Exchange {
+        grant: Grant,
+        client_id: String,
+        client_secret: Secret,
+        client_auth: ClientAuth,
+        audience: String,
+    },
+}
+
+impl DelegationArgs {
+    fn validate(&self, mcp_server_uri: &str, auth: &AuthPlan) -> Result<Delegation, ConfigError> {
+        let grant = match self.token_exchange.trim() {
+            "passthrough" => return Ok(Delegation::PassThrough),
+            "rfc8693" => Grant::Rfc8693,
+            "entra-obo" => Grant::EntraObo,
+            other => {
+                return Err(ConfigError::new(
+                    "TOKEN_EXCHANGE",
+                    format!("{other:?} is not one of rfc8693, entra-obo, passthrough"),
+                ));
+            }
+        };
+        if !matches!(auth.kind, PlanKind::Jwt { .. }) {
+            return Err(ConfigError::new(
+                "TOKEN_EXCHANGE",
+                "exchanging tokens needs verified tokens of an issuer (AUTH_ISSUER); with                  DISABLE_AUTH or USE_PASSTHROUGH_AUTH set TOKEN_EXCHANGE=passthrough",
+            ));
+        }
+        let client_id = self
+            .agent_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "AGENT_CLIENT_ID",
+                    "set the agent service's client id at the issuer (and AGENT_CLIENT_SECRET),                      which it exchanges callers' tokens with",
+                )
+            })?;
+        let client_secret = self
+            .agent_client_secret
+            .clone()
+            .filter(|secret| !secret.expose().is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "AGENT_CLIENT_SECRET",
+                    "set the agent service's client secret",
+                )
+            })?;
+        let client_auth = match self.agent_client_auth.trim() {
+            "client_secret_basic" => ClientAuth::Basic,
+            "client_secret_post" => ClientAuth::Post,
+            other => {
+                return Err(ConfigError::new(
+                    "AGENT_CLIENT_AUTH",
+                    format!("{other:?} is not one of client_secret_basic, client_secret_post"),
+                ));
+            }
+        };
+        let audience = self
+            .mcp_server_audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .unwrap_or(mcp_server_uri)
+            .to_owned();
+        Ok(Delegation::Exchange {
+            grant,
+            client_id: client_id.to_owned(),
+            client_secret,
+            client_auth,
+            audience,
+        })
+    }
 }
 
 /// A configuration that passed [`Config::validate`], with what validation produced.
@@ -82,6 +223,7 @@ pub struct Config {
 pub struct ValidConfig {
     pub config: Config,
     pub auth: AuthPlan,
+    pub delegation: Delegation,
     pub model: ModelChoice,
     pub memory: MemoryConfig,
     pub limits: Limits,
@@ -107,8 +249,22 @@ impl Config {
         }
         let memory = MemoryConfig {
             ttl: Duration::from_secs(self.conversation_ttl_secs),
+            max_conversations_per_owner: self.conversations_per_owner,
+            max_sessions_per_owner: self.sessions_per_owner,
             ..MemoryConfig::default()
         };
+        if self.conversations_per_owner == 0 {
+            return Err(ConfigError::new(
+                "CONVERSATIONS_PER_OWNER",
+                "give at least 1",
+            ));
+        }
+        if self.sessions_per_owner == 0 {
+            return Err(ConfigError::new(
+                "MCP_SESSIONS_PER_OWNER",
+                "give at least 1",
+            ));
+        }
         memory
             .validate()
             .map_err(|e| ConfigError::new("CONVERSATION_TTL_SECS", e.to_string()))?;
@@ -135,6 +291,7 @@ impl Config {
         }
         let auth = self.auth.plan()?;
         auth.check_exposure(self.bind_addr, self.allow_open_network)?;
+        let delegation = self.delegation.validate(url, &auth)?;
         let model = self.model.choice()?;
         let limits = Limits {
             max_steps: self.max_steps,
@@ -143,6 +300,7 @@ impl Config {
         Ok(ValidConfig {
             config: self,
             auth,
+            delegation,
             model,
             memory,
             limits,
@@ -156,9 +314,15 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(
-            ["agent-service", "--disable-auth", "true"]
-                .into_iter()
-                .chain(args.iter().copied()),
+            [
+                "agent-service",
+                "--disable-auth",
+                "true",
+                "--token-exchange",
+                "passthrough",
+            ]
+            .into_iter()
+            .chain(args.iter().copied()),
         )
         .expect("flags parse")
     }
@@ -196,5 +360,97 @@ mod tests {
             refused(&["--openai-base-url", "http://localhost:11434/v1"]),
             "OPENAI_MODEL"
         );
+    }
+
+    fn verified(args: &[&str]) -> Result<ValidConfig, ConfigError> {
+        Config::try_parse_from(
+            [
+                "agent-service",
+                "--auth-issuer",
+                "http://127.0.0.1:4444",
+                "--disable-auth",
+                "false",
+                "--use-passthrough-auth",
+                "false",
+            ]
+            .into_iter()
+            .chain(args.iter().copied()),
+        )
+        .expect("flags parse")
+        .into_valid()
+    }
+
+    #[test]
+    fn token_exchange_is_the_default_and_needs_the_agents_credentials() {
+        let refused = |args: &[&str]| verified(args).expect_err("refused").variable;
+        assert_eq!(refused(&[]), "AGENT_CLIENT_ID");
+        assert_eq!(refused(&["--token-exchange", "obo"]), "TOKEN_EXCHANGE");
+        assert_eq!(
+            refused(&["--agent-client-id", "agent"]),
+            "AGENT_CLIENT_SECRET"
+        );
+        let credentials = ["--agent-client-id", "agent", "--agent-client-secret", "s"];
+        let with = |more: &[&str]| {
+            verified(&[&credentials[..], more].concat()).map(|valid| valid.delegation)
+        };
+        match with(&[]).expect("valid") {
+            Delegation::Exchange {
+                grant,
+                client_id,
+                client_auth,
+                audience,
+                ..
+            } => {
+                assert_eq!(grant, Grant::Rfc8693);
+                assert_eq!(client_id, "agent");
+                assert_eq!(client_auth, ClientAuth::Basic);
+                assert_eq!(audience, "http://127.0.0.1:8001/mcp", "MCP_SERVER_URI");
+            }
+            other => panic!("expected an exchange, got {other:?}"),
+        }
+        match with(&[
+            "--token-exchange",
+            "entra-obo",
+            "--agent-client-auth",
+            "client_secret_post",
+            "--mcp-server-audience",
+            "api://contoso-tools",
+        ])
+        .expect("valid")
+        {
+            Delegation::Exchange {
+                grant,
+                client_auth,
+                audience,
+                ..
+            } => {
+                assert_eq!(grant, Grant::EntraObo);
+                assert_eq!(client_auth, ClientAuth::Post);
+                assert_eq!(audience, "api://contoso-tools");
+            }
+            other => panic!("expected an exchange, got {other:?}"),
+        }
+        assert_eq!(
+            with(&["--agent-client-auth", "private_key_jwt"])
+                .expect_err("refused")
+                .variable,
+            "AGENT_CLIENT_AUTH"
+        );
+        assert!(matches!(
+            verified(&["--token-exchange", "passthrough"]).map(|v| v.delegation),
+            Ok(Delegation::PassThrough)
+        ));
+        // Unverified callers have no token an issuer would exchange.
+        let unverified = Config::try_parse_from([
+            "agent-service",
+            "--disable-auth",
+            "true",
+            "--token-exchange",
+            "rfc8693",
+        ])
+        .expect("flags parse")
+        .into_valid()
+        .expect_err("refused");
+        assert_eq!(unverified.variable, "TOKEN_EXCHANGE");
     }
 }

@@ -2,7 +2,8 @@
 //! `ask_account_expert`, `ask_product_expert`). Each expert chains the tools service's tools over
 //! MCP with the caller's own bearer token, so it can never do what its caller could not.
 //!
-//! - [`config`]: the settings, validated before any port is bound;
+//! - [`config`]: the settings, validated before any port is bound; [`cli`]: what the binary
+//!   does with its command line (serve, `--print-policy`, `audit`);
 //! - [`server`] and [`http`]: the `ask_*_expert` MCP tools and the HTTP surface;
 //! - [`experts`]: the three domain experts: tool name, instructions, tool subset;
 //! - [`agent`]: one expert's turn with a model: tool calls in parallel with the caller's
@@ -17,6 +18,7 @@
 //!   the caller's token, progress relayed and cancellation passed on.
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod experts;
 pub mod http;
@@ -29,16 +31,19 @@ pub mod upstream;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use shared::mcp::Sessions;
+use shared::{audit::AuditLog, mcp::Sessions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, ValidConfig};
+pub use config::{Config, Delegation, ValidConfig};
 
 use crate::{
     memory::{ConversationStore, SqliteConversations},
     server::AppState,
-    upstream::{PassThrough, ToolsClient},
+    upstream::{
+        PassThrough, TokenSource, ToolsClient,
+        exchange::{ExchangeSettings, TokenExchange},
+    },
 };
 
 /// How often expired conversations are deleted.
@@ -55,12 +60,14 @@ pub async fn run(
     let ValidConfig {
         config,
         auth: plan,
+        delegation,
         model,
         memory,
         limits,
     } = valid;
     // The issuer and the model client first: a configuration error creates no database.
-    let mode = plan.build(reqwest::Client::new()).await?;
+    let http = reqwest::Client::new();
+    let mode = plan.build(http.clone(), &listener.local_addr()).await?;
     let model = model.build().await?;
     match &model {
         Some(model) => tracing::info!(model = %model.describe(), "experts answer with a model"),
@@ -69,12 +76,9 @@ pub async fn run(
              answer with the offline planner"
         ),
     }
-    let tools = ToolsClient::new(
-        &config.mcp_server_uri,
-        Arc::new(PassThrough),
-        TOOLS_CONNECT_TIMEOUT,
-    )
-    .with_context(|| format!("MCP_SERVER_URI {:?}", config.mcp_server_uri))?;
+    let tokens = token_source(&delegation, &mode, http.clone()).await?;
+    let tools = ToolsClient::new(&config.mcp_server_uri, tokens, TOOLS_CONNECT_TIMEOUT)
+        .with_context(|| format!("MCP_SERVER_URI {:?}", config.mcp_server_uri))?;
     let sqlite = Arc::new(
         SqliteConversations::open(&config.db_path, memory)
             .await
@@ -95,6 +99,8 @@ pub async fn run(
         Sessions::Stateless
     };
     let store: Arc<dyn ConversationStore> = sqlite;
+    // The audit trail, in DB_PATH beside the conversations.
+    let audit = AuditLog::open_sqlite("agent-service", &config.db_path, &config.audit).await?;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: experts are reachable from the network without verified tokens");
     }
@@ -108,6 +114,7 @@ pub async fn run(
         limits,
         history_turns: config.history_turns,
         sessions: matches!(sessions, Sessions::Legacy(_)),
+        audit: audit.clone(),
     });
     let service = http::router(state, auth, &config.host_guard, sessions);
     let served = shared::http::serve(listener, service.router, async move {
@@ -117,6 +124,56 @@ pub async fn run(
     .await;
     stop_sweeping.cancel();
     let _ = sweeper.await;
+    // Every request has answered: store what the audit trail still holds.
+    audit.close().await;
     served?;
     Ok(())
+}
+
+/// The token source of the inner calls: a token exchange at the issuer's token endpoint (found
+/// by discovery), or the caller's own token when `TOKEN_EXCHANGE=passthrough` says so.
+async fn token_source(
+    delegation: &Delegation,
+    mode: &shared::auth::AuthMode,
+    http: reqwest::Client,
+) -> anyhow::Result<Arc<dyn TokenSource>> {
+    let Delegation::Exchange {
+        grant,
+        client_id,
+        client_secret,
+        client_auth,
+        audience,
+    } = delegation
+    else {
+        tracing::warn!(
+            "TOKEN_EXCHANGE=passthrough: callers' own tokens are sent on to the tools service, \
+             which the MCP authorization specification forbids. Development only!"
+        );
+        return Ok(Arc::new(PassThrough));
+    };
+    let shared::auth::AuthMode::Jwt(verifier) = mode else {
+        anyhow::bail!("TOKEN_EXCHANGE needs verified tokens (AUTH_ISSUER)");
+    };
+    let issuer = &verifier.settings().issuer;
+    let discovery = shared::auth::jwks::discover_document(&http, issuer)
+        .await
+        .map_err(|e| anyhow::anyhow!("finding the token endpoint (AUTH_ISSUER): {e}"))?;
+    let token_endpoint = discovery.token_endpoint.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the issuer {issuer} names no token_endpoint in its discovery document, so callers' \
+             tokens cannot be exchanged (TOKEN_EXCHANGE)"
+        )
+    })?;
+    tracing::info!(grant = ?grant, client_id, audience, %token_endpoint, "inner calls use delegated tokens");
+    Ok(Arc::new(TokenExchange::new(
+        ExchangeSettings {
+            grant: *grant,
+            token_endpoint,
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            client_auth: *client_auth,
+            audience: audience.clone(),
+        },
+        http,
+    )))
 }

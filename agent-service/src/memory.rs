@@ -131,6 +131,14 @@ pub struct MemoryConfig {
     pub max_turns: u32,
     /// The largest turn accepted, measured as its JSON encoding.
     pub max_turn_bytes: usize,
+    /// Conversations one owner (tenant and subject) keeps; starting one more forgets their
+    /// least recently active.
+    pub max_conversations_per_owner: u32,
+    /// Live MCP sessions one owner holds; initializing one more ends their oldest.
+    pub max_sessions_per_owner: u32,
+    /// The largest session handshake recorded, as JSON; a bigger one is recorded without the
+    /// client's `experimental` capabilities, and refused if still too big.
+    pub max_handshake_bytes: usize,
 }
 
 impl Default for MemoryConfig {
@@ -139,6 +147,9 @@ impl Default for MemoryConfig {
             ttl: Duration::from_secs(24 * 60 * 60),
             max_turns: 100,
             max_turn_bytes: 64 * 1024,
+            max_conversations_per_owner: 1_000,
+            max_sessions_per_owner: 32,
+            max_handshake_bytes: 16 * 1024,
         }
     }
 }
@@ -152,6 +163,12 @@ impl MemoryConfig {
         }
         if self.max_turns == 0 {
             return invalid("max_turns must be at least 1");
+        }
+        if self.max_conversations_per_owner == 0 || self.max_sessions_per_owner == 0 {
+            return invalid("the per-owner caps must be at least 1");
+        }
+        if self.max_handshake_bytes < 1024 {
+            return invalid("max_handshake_bytes must be at least 1024");
         }
         if self.max_turn_bytes == 0 {
             return invalid("max_turn_bytes must be at least 1");

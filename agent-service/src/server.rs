@@ -1,7 +1,8 @@
 //! The MCP face of the service: the three `ask_*_expert` tools. A call finds (or starts) the
 //! caller's conversation, opens a connection to the tools service with the caller's own token,
 //! lets the expert work (with the model, or the offline planner when none is configured), relays
-//! inner progress to the caller, records the turn and answers with structured content.
+//! inner progress to the caller, records the turn and answers with structured content. Every
+//! call, answered or refused, is one event of the audit trail ([`shared::audit`]).
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -11,14 +12,17 @@ use rmcp::{
     handler::server::tool::{schema_for_output, schema_for_type},
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-        InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-        ProgressToken, ServerCapabilities, Tool, ToolAnnotations,
+        InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, ProgressToken, ServerCapabilities, Tool, ToolAnnotations,
     },
     service::RequestContext,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use shared::auth::{Identity, middleware::bearer};
+use shared::{
+    audit::{AuditLog, Outcome},
+    auth::{Identity, middleware::bearer},
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +30,8 @@ use crate::{
     agent::{self, Context, Limits, Status, ToolCallRecord, Work},
     experts::{self, Domain, EXPERTS, Expert},
     memory::{
-        ConversationId, ConversationStore, Owner, SessionKey, StoredTurn, Turn as MemoryTurn,
+        ConversationId, ConversationStore, MemoryError, Owner, SessionKey, StoredTurn,
+        Turn as MemoryTurn,
     },
     model::{ChatModel, Message},
     planner,
@@ -45,6 +50,8 @@ pub struct AppState {
     /// MCP sessions are on: a question without `conversation_id` continues its session's
     /// conversation.
     pub sessions: bool,
+    /// Where every expert call, allowed or refused, is recorded.
+    pub audit: AuditLog,
 }
 
 /// The input of every expert tool.
@@ -156,37 +163,75 @@ impl ServerHandler for Experts {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let caller = caller(&context);
+        let audit = self.state.audit.begin(
+            request.name.as_ref(),
+            caller.as_ref().map(|c| c.identity),
+            context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(shared::http::request_id),
+            request.arguments.as_ref(),
+        );
         let Some(expert) = experts::by_tool(request.name.as_ref()) else {
+            audit.finish(Outcome::refused("unknown_tool", None)).await;
             return Err(McpError::invalid_params(
                 format!("unknown tool {:?}", request.name),
                 None,
             ));
         };
-        let Some(Caller {
+        let Some(caller) = caller else {
+            // Unreachable behind the authentication middleware; refuse rather than assume.
+            audit
+                .finish(Outcome::refused("unauthenticated", None))
+                .await;
+            return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
+        };
+        let (response, outcome) = self
+            .answer(
+                expert,
+                caller,
+                request.arguments.unwrap_or_default(),
+                &context,
+            )
+            .await;
+        audit.finish(outcome).await;
+        Ok(response)
+    }
+}
+
+impl Experts {
+    /// An authenticated call of `expert`: the response, and the outcome the audit trail records.
+    async fn answer(
+        &self,
+        expert: &Expert,
+        caller: Caller<'_>,
+        arguments: JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> (CallToolResponse, Outcome) {
+        let invalid = |message: String| {
+            (
+                tool_error(message),
+                Outcome::tool_error("invalid_arguments"),
+            )
+        };
+        let Caller {
             identity,
             token,
             session,
-        }) = caller(&context)
-        else {
-            // Unreachable behind the authentication middleware; refuse rather than assume.
-            return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
-        };
-        let ask: Ask = match serde_json::from_value(serde_json::Value::Object(
-            request.arguments.unwrap_or_default(),
-        )) {
+        } = caller;
+        let ask: Ask = match serde_json::from_value(serde_json::Value::Object(arguments)) {
             Ok(ask) => ask,
-            Err(e) => return Ok(tool_error(format!("invalid arguments: {e}"))),
+            Err(e) => return invalid(format!("invalid arguments: {e}")),
         };
         let question = ask.question.trim();
         if question.is_empty() {
-            return Ok(tool_error(
-                "invalid arguments: question is empty".to_owned(),
-            ));
+            return invalid("invalid arguments: question is empty".to_owned());
         }
         if question.chars().count() > MAX_QUESTION_CHARS {
-            return Ok(tool_error(format!(
+            return invalid(format!(
                 "invalid arguments: question is longer than {MAX_QUESTION_CHARS} characters"
-            )));
+            ));
         }
         let owner = Owner::from(identity);
         let progress = context
@@ -214,10 +259,45 @@ impl ServerHandler for Experts {
             drop(tx);
             let _ = relayed.await;
         }
-        Ok(match answer {
-            Ok(answer) => success(&answer),
-            Err(message) => tool_error(message),
-        })
+        match answer {
+            Ok(answer) => {
+                let outcome = match answer.status {
+                    Status::Error => Outcome::tool_error("expert_error"),
+                    _ => Outcome::Ok,
+                };
+                (success(&answer), outcome)
+            }
+            Err(Unanswered { message, outcome }) => (tool_error(message), outcome),
+        }
+    }
+}
+
+/// Why a question was not put to the expert, and how the audit trail records it.
+struct Unanswered {
+    message: String,
+    outcome: Outcome,
+}
+
+impl Unanswered {
+    fn from_memory(error: MemoryError) -> Self {
+        let outcome = match &error {
+            // Never existed, expired, or another person's: alike to the caller, not to an audit.
+            MemoryError::UnknownConversation => Outcome::refused("conversation_not_open", None),
+            MemoryError::Backend(_) => Outcome::tool_error("memory"),
+            _ => Outcome::tool_error("invalid_arguments"),
+        };
+        Unanswered {
+            message: error.to_string(),
+            outcome,
+        }
+    }
+
+    /// Memory failed; `message` says so without the details.
+    fn memory(message: &str) -> Self {
+        Unanswered {
+            message: message.to_owned(),
+            outcome: Outcome::tool_error("memory"),
+        }
     }
 }
 
@@ -231,8 +311,9 @@ enum Continue<'a> {
 }
 
 impl Experts {
-    /// One question to `expert`. `Err` is a refusal the caller must fix (bad conversation id);
-    /// everything else, failures included, is an answer with a status.
+    /// One question to `expert`. `Err`: the question was not put (a conversation id the caller
+    /// must fix, memory failing); everything else, failures included, is an answer with a
+    /// status.
     #[allow(clippy::too_many_arguments)]
     async fn ask(
         &self,
@@ -243,18 +324,18 @@ impl Experts {
         conversation: Continue<'_>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
         cancel: CancellationToken,
-    ) -> Result<ExpertAnswer, String> {
+    ) -> Result<ExpertAnswer, Unanswered> {
         let state = &self.state;
         let asked_at = Utc::now();
         let existing = match conversation {
             Continue::Conversation(given) => {
-                Some(ConversationId::parse(given).map_err(|e| e.to_string())?)
+                Some(ConversationId::parse(given).map_err(Unanswered::from_memory)?)
             }
             Continue::Session(session) => {
-                let key = SessionKey::of_session(session).map_err(|e| e.to_string())?;
+                let key = SessionKey::of_session(session).map_err(Unanswered::from_memory)?;
                 Some(state.memory.for_session(owner, &key).await.map_err(|e| {
                     tracing::error!(error = %e, "finding the session's conversation failed");
-                    "the conversation could not be found or started; try again".to_owned()
+                    Unanswered::memory("the conversation could not be found or started; try again")
                 })?)
             }
             Continue::New => None,
@@ -265,13 +346,13 @@ impl Experts {
                     .memory
                     .history(owner, &id, Some(state.history_turns))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Unanswered::from_memory)?;
                 (id, history)
             }
             None => {
                 let id = state.memory.create(owner).await.map_err(|e| {
                     tracing::error!(error = %e, "starting a conversation failed");
-                    "the conversation could not be started; try again".to_owned()
+                    Unanswered::memory("the conversation could not be started; try again")
                 })?;
                 (id, Vec::new())
             }

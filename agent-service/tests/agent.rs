@@ -208,7 +208,11 @@ async fn the_model_is_offered_only_what_the_caller_may_call_and_cannot_unlock_an
         "{offered:?}"
     );
     assert!(
-        offered.contains(&"get_security_logs".to_owned()),
+        !offered.contains(&"get_security_logs".to_owned()),
+        "security logs are the security role's: {offered:?}"
+    );
+    assert!(
+        offered.contains(&"get_customer_detail".to_owned()),
         "{offered:?}"
     );
     assert!(

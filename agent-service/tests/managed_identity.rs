@@ -27,9 +27,10 @@ const CLIENT_ID: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
 /// The flags of an agent service using `model` as an Azure OpenAI deployment through its
 /// user-assigned managed identity.
 fn flags(stack: &Stack, db: &Path, model: &ScriptedModel) -> Vec<String> {
-    let mut flags = agent_flags(stack, db);
-    flags.extend(
-        [
+    agent_flags(
+        stack,
+        db,
+        &[
             "--azure-openai-endpoint",
             &model.url,
             "--azure-openai-chat-deployment",
@@ -38,10 +39,8 @@ fn flags(stack: &Stack, db: &Path, model: &ScriptedModel) -> Vec<String> {
             "managed-identity",
             "--azure-client-id",
             CLIENT_ID,
-        ]
-        .map(str::to_owned),
-    );
-    flags
+        ],
+    )
 }
 
 fn alice(stack: &Stack) -> String {

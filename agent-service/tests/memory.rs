@@ -581,3 +581,38 @@ async fn mcp_session_handshakes_are_kept_for_any_replica_until_they_expire() {
     store.delete(session).await.expect("delete");
     assert!(replica.load(session).await.expect("load").is_none());
 }
+
+#[tokio::test]
+async fn an_owner_keeps_at_most_the_cap_of_conversations_the_least_recently_active_go() {
+    let fixture = Fixture::new();
+    let store = fixture
+        .open(MemoryConfig {
+            max_conversations_per_owner: 2,
+            ..MemoryConfig::default()
+        })
+        .await;
+    let alice = owner("t1", "alice");
+    let bob = owner("t1", "bob");
+    let bobs = store.create(&bob).await.expect("create");
+    let first = store.create(&alice).await.expect("create");
+    fixture.clock.advance(Duration::from_secs(1));
+    let second = store.create(&alice).await.expect("create");
+    fixture.clock.advance(Duration::from_secs(1));
+    // A turn makes the first the most recently active: the second is the one to go.
+    store
+        .append(&alice, &first, &turn("still here?"))
+        .await
+        .expect("append");
+    fixture.clock.advance(Duration::from_secs(1));
+    let third = store.create(&alice).await.expect("create");
+
+    assert_eq!(asked(&store, &alice, &first).await, ["still here?"]);
+    assert!(store.history(&alice, &third, None).await.is_ok());
+    assert!(matches!(
+        store.history(&alice, &second, None).await,
+        Err(MemoryError::UnknownConversation)
+    ));
+    // Someone else's conversations do not count against hers.
+    assert!(store.history(&bob, &bobs, None).await.is_ok());
+    assert_eq!(row_counts(&fixture.path).await.0, 3);
+}

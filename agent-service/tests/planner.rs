@@ -242,27 +242,41 @@ async fn the_account_expert_reads_the_lock_and_unlocks_only_when_asked_by_a_secu
     let query_only = stack.connect(&["query"], "planner-254").await;
     let security = stack.connect(&["query", "security"], "planner-254s").await;
 
-    // Not asked to unlock: the lock is reported, nothing changes, whoever asks.
-    for tools in [&query_only, &security] {
-        let turn = ask(
-            tools,
-            &experts::ACCOUNT,
-            "I can't log in, my account seems locked. customer 254",
-        )
-        .await;
-        assert_answer(
-            &turn,
-            &[
-                "The account of customer 254 is locked since",
-                "account_locked: Account locked after 5 failed sign-in attempts",
-                "failed_login",
-                "Account Unlock Verification Procedure",
-            ],
-        );
-        assert!(!called(&turn).contains(&"unlock_account"), "{turn:?}");
-    }
-    let locked = ask(
+    // Not asked to unlock: the lock is reported to a security caller, nothing changes.
+    let turn = ask(
+        &security,
+        &experts::ACCOUNT,
+        "I can't log in, my account seems locked. customer 254",
+    )
+    .await;
+    assert_answer(
+        &turn,
+        &[
+            "The account of customer 254 is locked since",
+            "account_locked: Account locked after 5 failed sign-in attempts",
+            "failed_login",
+            "Account Unlock Verification Procedure",
+        ],
+    );
+    assert!(!called(&turn).contains(&"unlock_account"), "{turn:?}");
+    // Security logs are the security role's: a query caller is not shown them.
+    let turn = ask(
         &query_only,
+        &experts::ACCOUNT,
+        "I can't log in, my account seems locked. customer 254",
+    )
+    .await;
+    assert_eq!(turn.status, Status::Done, "{turn:#?}");
+    assert!(!turn.answer.contains("locked since"), "{}", turn.answer);
+    assert!(
+        !turn
+            .tool_calls
+            .iter()
+            .any(|c| c.name == "unlock_account" || (c.name == "get_security_logs" && c.ok)),
+        "{turn:?}"
+    );
+    let locked = ask(
+        &security,
         &experts::ACCOUNT,
         "My account is locked, customer 254",
     )
@@ -285,7 +299,7 @@ async fn the_account_expert_reads_the_lock_and_unlocks_only_when_asked_by_a_secu
         &[
             "You asked me to unlock the account, but you are not allowed to",
             "security role",
-            "the account stays locked",
+            "I have not unlocked it",
         ],
     );
     assert!(!called(&turn).contains(&"unlock_account"), "{turn:?}");

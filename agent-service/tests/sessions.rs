@@ -1,7 +1,8 @@
 //! MCP sessions for legacy clients (`MCP_SESSIONS=true`): a client of protocol 2025-11-25 that
 //! initializes gets an `Mcp-Session-Id`, and its questions without `conversation_id` continue
-//! one conversation: on another replica on the same database too, only for the person asking,
-//! and never when sessions are off.
+//! one conversation: on another replica on the same database too, and never when sessions are
+//! off. A session belongs to whoever initialized it: to anyone else (another subject, another
+//! tenant) it does not exist, for POST, the GET stream and DELETE alike.
 
 mod common;
 mod scripted_model;
@@ -28,10 +29,39 @@ async fn agent(stack: &Stack, db: &std::path::Path, flags: &[String]) -> AgentSe
 }
 
 fn token(stack: &Stack, subject: &str) -> String {
+    token_of(stack, defaults::CONTOSO, subject)
+}
+
+fn token_of(stack: &Stack, tenant: &str, subject: &str) -> String {
     stack
         .idp
         .idp
-        .mint(&TokenSpec::new(defaults::CONTOSO, ["query"], subject))
+        .mint(&TokenSpec::new(tenant, ["query"], subject))
+}
+
+/// A GET (the session's server-to-client stream) or DELETE (its end) of `session`.
+async fn session_request(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    session: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .expect("request")
+}
+
+fn call_body(question: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "ask_billing_expert", "arguments": {"question": question}}
+    })
 }
 
 /// Initializes as a 2025-11-25 client; the session id the service gave, if any.
@@ -86,20 +116,49 @@ fn questions_sent(model: &ScriptedModel, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Two replicas of the agent service with sessions on, on one database, and the model they
+/// share answering `replies`.
+struct Replicas {
+    stack: Stack,
+    model: ScriptedModel,
+    one: AgentService,
+    two: AgentService,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    async fn start(replies: Vec<Scripted>) -> Replicas {
+        let stack = Stack::start(20).await;
+        let model = ScriptedModel::start(replies).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("agent.db");
+        let flags = flags(&model, true);
+        let one = agent(&stack, &db, &flags).await;
+        let two = agent(&stack, &db, &flags).await;
+        Replicas {
+            stack,
+            model,
+            one,
+            two,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_owner() {
-    let stack = Stack::start(20).await;
-    let model = ScriptedModel::start([
+    let Replicas {
+        stack,
+        model,
+        one,
+        two,
+        _dir,
+    } = Replicas::start(vec![
         Scripted::Text("Your bill is $150.00."),
         Scripted::Text("Because of 12 GB of overage."),
         Scripted::Text("Hello Bob."),
     ])
     .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("agent.db");
-    let flags = flags(&model, true);
-    let one = agent(&stack, &db, &flags).await;
-    let two = agent(&stack, &db, &flags).await;
     let alice = token(&stack, "alice");
 
     let session = initialize(&one.url, &alice)
@@ -135,13 +194,14 @@ async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_ow
         "the earlier question came along"
     );
 
-    // Bob presenting Alice's session id gets a conversation of his own, without her turns.
+    // Bob's own session holds a conversation of his own, without her turns.
     let bob = token(&stack, "bob");
+    let bobs_session = initialize(&one.url, &bob).await.expect("a session");
     let bobs = conversation(
         &ask_in(
             &one.url,
             &bob,
-            Some(&session),
+            Some(&bobs_session),
             "ask_billing_expert",
             json!({"question": "Hi, I am Bob."}),
         )
@@ -149,6 +209,111 @@ async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_ow
     );
     assert_ne!(bobs, first);
     assert_eq!(questions_sent(&model, 2), ["Hi, I am Bob."]);
+}
+
+#[tokio::test]
+async fn a_session_is_unknown_to_everyone_but_its_owner_and_survives_their_attempts() {
+    let Replicas {
+        stack,
+        model,
+        one,
+        two,
+        _dir,
+    } = Replicas::start(vec![
+        Scripted::Text("Your bill is $150.00."),
+        Scripted::Text("Because of 12 GB of overage."),
+    ])
+    .await;
+    let alice = token(&stack, "alice");
+    let session = initialize(&one.url, &alice).await.expect("a session");
+    let first = conversation(
+        &ask_in(
+            &one.url,
+            &alice,
+            Some(&session),
+            "ask_billing_expert",
+            json!({"question": "How much is my bill? I am customer 1."}),
+        )
+        .await,
+    );
+
+    // Another person of the same tenant, and the same subject name in another tenant, on the
+    // replica holding the session and on the other one: exactly what an unknown id gets.
+    let intruders = [
+        token(&stack, "bob"),
+        token_of(&stack, defaults::FABRIKAM, "alice"),
+    ];
+    for intruder in &intruders {
+        for base in [&one.url, &two.url] {
+            let posted = post_in(base, intruder, Some(&session), &call_body("Whose bill?")).await;
+            assert_eq!(posted.status(), 404);
+            assert_eq!(
+                posted.text().await.expect("body"),
+                "Not Found: Session not found"
+            );
+            for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+                let response = session_request(base, intruder, method.clone(), &session).await;
+                assert_eq!(response.status(), 404, "{method} by an intruder");
+            }
+        }
+    }
+    assert_eq!(model.requests().len(), 1, "no intruder reached the expert");
+
+    // Alice's session is intact: her next question continues her conversation.
+    let second = conversation(
+        &ask_in(
+            &two.url,
+            &alice,
+            Some(&session),
+            "ask_billing_expert",
+            json!({"question": "Why so much?"}),
+        )
+        .await,
+    );
+    assert_eq!(second, first);
+
+    // She ends it; then it is gone for her too.
+    let ended = session_request(&one.url, &alice, reqwest::Method::DELETE, &session).await;
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let after = post_in(&one.url, &alice, Some(&session), &call_body("Still there?")).await;
+    assert_eq!(after.status(), 404);
+}
+
+#[tokio::test]
+async fn initializing_beyond_the_per_owner_cap_ends_the_oldest_session() {
+    let stack = Stack::start(20).await;
+    let model = ScriptedModel::start([Scripted::Text("Second."), Scripted::Text("Third.")]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut flags = flags(&model, true);
+    flags.extend(["--sessions-per-owner".to_owned(), "2".to_owned()]);
+    let agent = agent(&stack, &dir.path().join("agent.db"), &flags).await;
+    let alice = token(&stack, "alice");
+    let bob = token(&stack, "bob");
+    let bobs = initialize(&agent.url, &bob).await.expect("a session");
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(initialize(&agent.url, &alice).await.expect("a session"));
+    }
+    let oldest = post_in(&agent.url, &alice, Some(&sessions[0]), &call_body("First?")).await;
+    assert_eq!(
+        oldest.status(),
+        404,
+        "the oldest of three ended at a cap of two"
+    );
+    for (session, question) in sessions[1..].iter().zip(["Second?", "Third?"]) {
+        let result = ask_in(
+            &agent.url,
+            &alice,
+            Some(session),
+            "ask_billing_expert",
+            json!({ "question": question }),
+        )
+        .await;
+        conversation(&result);
+    }
+    // Another owner's sessions do not count against hers.
+    let still = session_request(&agent.url, &bob, reqwest::Method::DELETE, &bobs).await;
+    assert!(still.status().is_success(), "{}", still.status());
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
             audiences: vec![defaults::AUDIENCE.to_owned()],
             allowed_tenants: None,
             leeway: Duration::from_secs(60),
+            trusted_actors: Default::default(),
         },
         jwks,
     );

@@ -116,24 +116,32 @@ impl fmt::Display for Banner<'_> {
 
         writeln!(
             f,
-            "\nSample tokens; send as `Authorization: Bearer <token>`:"
+            "\nSample tokens; send as `Authorization: Bearer <token>`. Each is for one route (its \
+             audience is that route's URL) and is refused (401) on every other:"
         )?;
         for sample in &stack.tokens {
             writeln!(
                 f,
-                "\n  {} / {} [{}]\n  {}",
+                "\n  {} / {} [{}] for {}\n  {}",
                 sample.tenant,
                 sample.subject,
                 sample.roles.join(", "),
+                sample.route,
                 sample.token
             )?;
         }
+        let contoso = stack
+            .backends
+            .first()
+            .map(|b| b.mcp_url.as_str())
+            .unwrap_or_default();
         writeln!(
             f,
-            "\nMore tokens: devstack token --tenant northwind --roles query,billing [--sub alice]\n\
-             Client credentials: POST {}/token with client_id contoso-query and client_secret \
-             contoso-query-secret (likewise <tenant>-<role> for every tenant above and the roles \
-             billing, security)",
+            "\nMore tokens: devstack token --tenant northwind --roles query,billing --resource {contoso} \
+             [--sub alice]\n\
+             Client credentials: POST {}/token with client_id contoso-query, client_secret \
+             contoso-query-secret and resource={contoso} (likewise <tenant>-<role> for every \
+             tenant above and the roles billing, security, and the resource of any route above)",
             stack.issuer
         )
     }

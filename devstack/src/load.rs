@@ -91,13 +91,15 @@ where
 /// identity provider in this process with a Contoso `query` token from it.
 pub async fn bench_setup(
     program: &str,
+    config: crate::idp::IdpConfig,
 ) -> anyhow::Result<(PathBuf, crate::idp::RunningIdp, String)> {
-    use crate::idp::{self, IdpConfig, TokenSpec, defaults};
+    use crate::idp::{self, TokenSpec, defaults};
     let dir = std::env::temp_dir().join(format!("{program}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let idp = idp::spawn(IdpConfig::default())
+    let idp = idp::spawn(config)
         .await
         .context("starting the identity provider")?;
+    // For the IdP's first audience.
     let token = idp.idp.mint(&TokenSpec {
         lifetime: Duration::from_secs(3600),
         ..TokenSpec::new(defaults::CONTOSO, ["query"], program)

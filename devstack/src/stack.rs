@@ -42,6 +42,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running stack. Dropping it does not stop it; call [`RunningStack::stop`].
 #[derive(Debug)]
 pub struct RunningStack {
+    /// The identity provider (its key, tenants and clients), to mint more tokens.
+    pub idp: idp::Idp,
     /// The identity provider's issuer, which is also its base URL.
     pub issuer: String,
     /// Where clients reach the gateway, e.g. `http://127.0.0.1:8080`.
@@ -89,6 +91,9 @@ pub struct SampleToken {
     pub tenant: String,
     pub subject: String,
     pub roles: Vec<String>,
+    /// The gateway route it is for (`contoso`, `contoso-agent`, ...): its audience is that
+    /// route's resource, and no other route or service accepts it.
+    pub route: &'static str,
     pub token: String,
 }
 
@@ -98,11 +103,11 @@ impl RunningStack {
         self.backends.iter().find(|b| b.backend.name == name)
     }
 
-    /// The first sample token of the tenant called `tenant`.
-    pub fn token_of(&self, tenant: &str) -> Option<&str> {
+    /// The first sample token of the tenant called `tenant` for the route called `route`.
+    pub fn token_of(&self, tenant: &str, route: &str) -> Option<&str> {
         self.tokens
             .iter()
-            .find(|t| t.tenant == tenant)
+            .find(|t| t.tenant == tenant && t.route == route)
             .map(|t| t.token.as_str())
     }
 
@@ -147,29 +152,44 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
 
     // Then every configuration, so a bad one fails the start before anything runs too.
     let issuer = format!("http://{}", topology::dialable(local_addr(&idp_listener)?));
-    let idp_config = IdpConfig {
-        issuer: Some(issuer.clone()),
-        key: KeySource::File(args.data.key_file()),
-        ..IdpConfig::default()
-    };
+    let gateway_base = format!(
+        "http://{}",
+        topology::dialable(local_addr(&gateway_listener)?)
+    );
+    let tools_addr = backend_listeners
+        .iter()
+        .find(|(backend, ..)| std::ptr::eq(*backend, agents.tools))
+        .map(|(_, addr, _)| *addr)
+        .context("the agents' tools service is not in the topology")?;
+    // The tools service's own URL: where the agents call it, and the audience of the tokens
+    // they exchange their callers' tokens for.
+    let tools_url = topology::direct_resource(tools_addr);
+    let idp_config = identity_provider(&issuer, &args, &gateway_base, agent_addr, &tools_url);
     let idp = idp::Idp::new(idp_config.clone())?;
     let mut backends = Vec::with_capacity(backend_listeners.len());
     for (backend, addr, listener) in backend_listeners {
         let db_path = args.data.data_dir.join(backend.db_file());
-        let config = backend.service_config(addr, &db_path, &issuer)?;
+        let trusted: &[&str] = if std::ptr::eq(backend, agents.tools) {
+            &[topology::AGENT_CLIENT]
+        } else {
+            &[]
+        };
+        let audiences = backend.audiences(&gateway_base, addr);
+        let config = backend.service_config(addr, &db_path, &issuer, &audiences, trusted)?;
         backends.push((backend, addr, db_path, config, listener));
     }
     let upstreams: Vec<(&Backend, SocketAddr)> = backends
         .iter()
         .map(|(backend, addr, ..)| (*backend, *addr))
         .collect();
-    let tools_url = upstreams
-        .iter()
-        .find(|(backend, _)| std::ptr::eq(*backend, agents.tools))
-        .map(|(_, addr)| format!("http://{}/mcp", topology::dialable(*addr)))
-        .context("the agents' tools service is not in the topology")?;
     let agent_db = args.data.data_dir.join(agents.db_file());
-    let agent_config = agents.service_config(agent_addr, &agent_db, &issuer, &tools_url)?;
+    let agent_config = agents.service_config(
+        agent_addr,
+        &agent_db,
+        &issuer,
+        &agents.audiences(&gateway_base, agent_addr),
+        &tools_url,
+    )?;
     let agent_model = agent_config.model.describe();
     let gateway_config = topology::gateway_config(
         local_addr(&gateway_listener)?,
@@ -258,9 +278,14 @@ pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
             db_path,
         })
         .collect();
-    let tokens = sample_tokens(&idp, Duration::from_secs(args.token_lifetime_secs));
+    let tokens = sample_tokens(
+        &idp,
+        &gateway_base,
+        Duration::from_secs(args.token_lifetime_secs),
+    );
     stop_on_failure.disarm();
     Ok(RunningStack {
+        idp,
         issuer,
         gateway_url,
         backends,
@@ -292,25 +317,88 @@ fn stop_signal(stop: &CancellationToken) -> impl Future<Output = ()> + Send + 's
     stop.clone().cancelled_owned()
 }
 
-/// Every Contoso sample user, then one user of every other development tenant.
-fn sample_tokens(idp: &idp::Idp, lifetime: Duration) -> Vec<SampleToken> {
-    let contoso = SAMPLE_USERS.iter().map(|user| (defaults::CONTOSO, *user));
-    let others = idp
-        .tenants()
+/// The identity provider of the stack: it knows each gateway route's resource, which people's
+/// clients may get tokens for, and the Contoso tools service's own, which only the agent service
+/// gets tokens for, by exchanging the tokens its callers sent it.
+fn identity_provider(
+    issuer: &str,
+    args: &StackArgs,
+    gateway_base: &str,
+    agent_addr: SocketAddr,
+    tools_url: &str,
+) -> IdpConfig {
+    let routes: Vec<String> = topology::BACKENDS
         .iter()
-        .filter(|t| t.tid != defaults::CONTOSO)
-        .map(|t| (t.tid.as_str(), OTHER_TENANT_USER));
-    contoso
-        .chain(others)
-        .map(|(tid, (subject, roles))| {
+        .map(|b| b.prefix)
+        .chain([topology::CONTOSO_AGENTS.prefix])
+        .map(|prefix| gateway::routing::resource_url(gateway_base, prefix))
+        .collect();
+    let agent_serves = topology::CONTOSO_AGENTS.audiences(gateway_base, agent_addr);
+    let mut clients = defaults::clients_for(&routes);
+    clients.push(defaults::agent_client(
+        topology::AGENT_CLIENT,
+        &agent_serves,
+        &[tools_url.to_owned()],
+    ));
+    let mut audiences = routes;
+    audiences.extend(agent_serves.into_iter().skip(1));
+    audiences.push(tools_url.to_owned());
+    IdpConfig {
+        issuer: Some(issuer.to_owned()),
+        audiences,
+        clients,
+        key: KeySource::File(args.data.key_file()),
+        ..IdpConfig::default()
+    }
+}
+
+/// Tokens for the routes each sample user's tenant reaches: every Contoso sample user for the
+/// Contoso tools and experts, and one user of every other tenant for each route it reaches (a
+/// tenant admitted nowhere, for the Contoso tools, to show the 403).
+fn sample_tokens(idp: &idp::Idp, gateway_base: &str, lifetime: Duration) -> Vec<SampleToken> {
+    let routes: Vec<(&'static str, &'static str, &'static [&'static str])> = topology::BACKENDS
+        .iter()
+        .map(|b| (b.name, b.prefix, b.tenants))
+        .chain([(
+            topology::CONTOSO_AGENTS.name,
+            topology::CONTOSO_AGENTS.prefix,
+            topology::CONTOSO_AGENTS.tenants(),
+        )])
+        .collect();
+    let users = idp.tenants().iter().flat_map(|tenant| {
+        let users: &[(&str, &[&str])] = if tenant.tid == defaults::CONTOSO {
+            &SAMPLE_USERS
+        } else {
+            std::slice::from_ref(&OTHER_TENANT_USER)
+        };
+        let reached: Vec<_> = routes
+            .iter()
+            .filter(|(_, _, tenants)| tenants.contains(&tenant.tid.as_str()))
+            .copied()
+            .collect();
+        let reached = if reached.is_empty() {
+            routes[..1].to_vec()
+        } else {
+            reached
+        };
+        reached.into_iter().flat_map(move |route| {
+            users
+                .iter()
+                .map(move |user| (tenant.tid.as_str(), route, *user))
+        })
+    });
+    users
+        .map(|(tid, (route, prefix, _), (subject, roles))| {
             let spec = TokenSpec {
                 lifetime,
+                audience: Some(gateway::routing::resource_url(gateway_base, prefix)),
                 ..TokenSpec::new(tid, roles.iter().copied(), subject)
             };
             SampleToken {
                 tenant: tenant_name(idp, tid),
                 subject: subject.to_owned(),
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                route,
                 token: idp.mint(&spec),
             }
         })

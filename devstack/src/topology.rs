@@ -91,6 +91,12 @@ pub const CONTOSO_AGENTS: Agents = Agents {
 };
 
 impl Agents {
+    /// The audiences the agent service, listening on `addr` behind the gateway at
+    /// `gateway_base_url`, accepts.
+    pub fn audiences(&self, gateway_base_url: &str, addr: SocketAddr) -> Vec<String> {
+        audiences(gateway_base_url, self.prefix, addr)
+    }
+
     pub fn tenants(&self) -> &'static [&'static str] {
         self.tools.tenants
     }
@@ -99,24 +105,47 @@ impl Agents {
         format!("{}.db", self.name)
     }
 
-    /// The agent-service configuration on `addr`, its memory at `db_path`, calling the tools
-    /// service at `tools_mcp_url` directly (inside the trust boundary; the caller's token still
-    /// decides what it may do there), verifying tokens of `issuer`. The model comes from the
-    /// environment (`AZURE_OPENAI_*`, `OPENAI_*`); without one the offline planner answers.
+    /// The agent-service configuration on `addr`, its memory at `db_path`, accepting tokens of
+    /// `issuer` for `audiences` (its route's resource and its own), and calling the tools service
+    /// at `tools_mcp_url` directly (inside the trust boundary) with each caller's token
+    /// exchanged, as [`AGENT_CLIENT`], for one issued to the tools service's own resource, which
+    /// is that URL. The model comes from the environment (`AZURE_OPENAI_*`, `OPENAI_*`); without
+    /// one the offline planner answers.
     pub fn service_config(
         &self,
         addr: SocketAddr,
         db_path: &Path,
         issuer: &str,
+        audiences: &[String],
         tools_mcp_url: &str,
     ) -> anyhow::Result<agent_service::ValidConfig> {
-        let args = service_flags(addr, db_path, issuer, self.tenants())
-            .chain(["--mcp-server-uri".to_owned(), tools_mcp_url.to_owned()]);
+        let args = service_flags(addr, db_path, issuer, audiences, self.tenants()).chain(
+            [
+                ("--mcp-server-uri", tools_mcp_url),
+                ("--mcp-server-audience", tools_mcp_url),
+                ("--token-exchange", "rfc8693"),
+                ("--agent-client-id", AGENT_CLIENT),
+                ("--agent-client-secret", AGENT_CLIENT_SECRET),
+            ]
+            .into_iter()
+            .flat_map(|(flag, value)| [flag.to_owned(), value.to_owned()]),
+        );
         agent_service::Config::try_parse_from_args(args)
             .map_err(anyhow::Error::new)
             .and_then(|config| Ok(config.into_valid()?))
             .context("configuring the Contoso agent service")
     }
+}
+
+/// The agent service's client at the identity provider, which exchanges callers' tokens; the
+/// tools service it calls trusts it as an actor.
+pub const AGENT_CLIENT: &str = defaults::AGENT_CLIENT_ID;
+/// Its secret, public like every devstack secret (see [`crate::idp::defaults`]).
+pub const AGENT_CLIENT_SECRET: &str = "contoso-agent-secret";
+
+/// The resource identifier of an MCP endpoint listening on `addr`, reached directly: its URL.
+pub fn direct_resource(addr: SocketAddr) -> String {
+    format!("http://{}/mcp", dialable(addr))
 }
 
 /// Calls per tenant per minute on each route: far above what a person at an MCP client does, low
@@ -128,7 +157,23 @@ pub const RATE_LIMIT_PER_MINUTE: u32 = 600;
 /// bury the log people read in noise.
 pub const HEALTH_CHECK_INTERVAL_MS: u64 = 30_000;
 
+/// The audiences a service accepts: the resource of its gateway route (`<gateway><prefix>/mcp`,
+/// what clients get tokens for) and its own URL (`<addr>/mcp`, what the agents' exchanged
+/// tokens name when they call it directly).
+fn audiences(gateway_base_url: &str, prefix: &str, addr: SocketAddr) -> Vec<String> {
+    vec![
+        gateway::routing::resource_url(gateway_base_url, prefix),
+        direct_resource(addr),
+    ]
+}
+
 impl Backend {
+    /// The audiences this backend, listening on `addr` behind the gateway at
+    /// `gateway_base_url`, accepts.
+    pub fn audiences(&self, gateway_base_url: &str, addr: SocketAddr) -> Vec<String> {
+        audiences(gateway_base_url, self.prefix, addr)
+    }
+
     /// Whether tokens of tenant `tid` reach this backend.
     pub fn admits(&self, tid: &str) -> bool {
         self.tenants.contains(&tid)
@@ -140,14 +185,19 @@ impl Backend {
     }
 
     /// The tools-service configuration of this backend on `addr` (the address its listener
-    /// got), its database at `db_path`, verifying tokens of `issuer`.
+    /// got), its database at `db_path`, accepting tokens of `issuer` for `audiences` (its
+    /// route's resource and its own), and delegated tokens of the agents in `trusted_actors`.
     pub fn service_config(
         &self,
         addr: SocketAddr,
         db_path: &Path,
         issuer: &str,
+        audiences: &[String],
+        trusted_actors: &[&str],
     ) -> anyhow::Result<tools_service::ValidConfig> {
-        let args = service_flags(addr, db_path, issuer, self.tenants).chain([
+        let args = service_flags(addr, db_path, issuer, audiences, self.tenants).chain([
+            "--trusted-actors".to_owned(),
+            trusted_actors.join(","),
             "--seed-random".to_owned(),
             self.rng_seed.to_string(),
             "--seed-customer-count".to_owned(),
@@ -168,6 +218,7 @@ fn service_flags(
     addr: SocketAddr,
     db_path: &Path,
     issuer: &str,
+    audiences: &[String],
     tenants: &[&str],
 ) -> impl Iterator<Item = String> {
     [
@@ -175,7 +226,7 @@ fn service_flags(
         ("--public-base-url", format!("http://{}", dialable(addr))),
         ("--db-path", db_path.display().to_string()),
         ("--auth-issuer", issuer.to_owned()),
-        ("--mcp-api-audience", defaults::AUDIENCE.to_owned()),
+        ("--mcp-api-audience", audiences.join(",")),
         ("--allowed-tenants", tenants.join(",")),
         // Whatever the environment says, devstack runs with verified tokens.
         ("--disable-auth", "false".to_owned()),
@@ -196,11 +247,19 @@ pub fn gateway_config(
     upstreams: &[(&Backend, SocketAddr)],
     agents: &[(&Agents, SocketAddr)],
 ) -> Result<gateway::Config, gateway::ConfigError> {
+    // The address clients reach: the metadata, `WWW-Authenticate` and the audiences name it.
+    let public_base_url = format!("http://{}", dialable(listen));
     let route = |name: &str, prefix: &str, addr: SocketAddr, tenants: &[&str]| RawRoute {
         name: Some(name.to_owned()),
         prefix: Some(prefix.to_owned()),
         upstreams: vec![dialable(addr).to_string()],
         allowed_tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+        // Written out, as apim/gateway.toml does: a token is good on the route it was issued
+        // for (its resource URL, RFC 8707), and on no other.
+        audiences: Some(vec![gateway::routing::resource_url(
+            &public_base_url,
+            prefix,
+        )]),
         rate_limit_per_minute: Some(RATE_LIMIT_PER_MINUTE),
         health_check_interval_ms: Some(HEALTH_CHECK_INTERVAL_MS),
         ..RawRoute::default()
@@ -216,11 +275,9 @@ pub fn gateway_config(
         .collect();
     gateway::Config::validate(RawConfig {
         listen: Some(listen.to_string()),
-        // The address clients reach: the metadata and `WWW-Authenticate` point there.
-        public_base_url: Some(format!("http://{}", dialable(listen))),
+        public_base_url: Some(public_base_url),
         auth: Some(RawAuth {
             issuer: Some(issuer.to_owned()),
-            audiences: vec![defaults::AUDIENCE.to_owned()],
             leeway_secs: None,
         }),
         routes,
@@ -306,13 +363,15 @@ mod tests {
                     &ours.name,
                     &ours.prefix,
                     &ours.upstreams,
-                    &ours.allowed_tenants
+                    &ours.allowed_tenants,
+                    &ours.audiences
                 ),
                 (
                     &theirs.name,
                     &theirs.prefix,
                     &theirs.upstreams,
-                    &theirs.allowed_tenants
+                    &theirs.allowed_tenants,
+                    &theirs.audiences
                 ),
             );
             assert_eq!(ours.rate_limit_per_minute, theirs.rate_limit_per_minute);
@@ -326,8 +385,15 @@ mod tests {
         let gateway = local_gateway();
         assert_eq!(gateway.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(gateway.auth.issuer, defaults::ISSUER);
-        assert_eq!(gateway.auth.audiences, [defaults::AUDIENCE]);
         let contoso = &gateway.routes[0];
+        for route in &gateway.routes {
+            assert_eq!(
+                route.audiences,
+                [gateway.resource_url(route)],
+                "{}: tokens for this route only",
+                route.name
+            );
+        }
         assert_eq!(contoso.prefix, "/contoso-mcp");
         assert_eq!(contoso.upstreams, ["127.0.0.1:8001"]);
         assert_eq!(
@@ -348,6 +414,10 @@ mod tests {
         .expect("valid");
         assert_eq!(everywhere.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(everywhere.routes[0].upstreams, ["127.0.0.1:8001"]);
+        assert_eq!(
+            everywhere.routes[0].audiences,
+            ["http://127.0.0.1:8080/contoso-mcp/mcp"]
+        );
     }
 
     #[test]
@@ -356,16 +426,28 @@ mod tests {
         let configs: Vec<_> = BACKENDS
             .iter()
             .map(|backend| {
+                let audiences = backend.audiences("http://127.0.0.1:8080", addr("127.0.0.1:8001"));
                 backend
                     .service_config(
                         addr("127.0.0.1:0"),
                         &dir.join(backend.db_file()),
                         defaults::ISSUER,
+                        &audiences,
+                        &[AGENT_CLIENT],
                     )
                     .expect("valid tools-service configuration")
             })
             .collect();
         for (valid, backend) in configs.iter().zip(BACKENDS) {
+            assert_eq!(
+                valid.config.auth.mcp_api_audience,
+                [
+                    format!("http://127.0.0.1:8080{}/mcp", backend.prefix),
+                    "http://127.0.0.1:8001/mcp".to_owned()
+                ],
+                "its route's resource and its own, nothing else"
+            );
+            assert_eq!(valid.config.auth.trusted_actors, [AGENT_CLIENT]);
             assert_eq!(valid.config.auth.allowed_tenants, backend.tenants);
             assert_eq!(valid.config.seed_random, backend.rng_seed);
             assert_eq!(valid.config.seed_customer_count, backend.customers);

@@ -2,11 +2,13 @@
 //! tools services, the Contoso experts and the gateway come up wired together with
 //! authentication on. Through the
 //! gateway, with real MCP calls: every tenant reaches exactly the routes the topology gives it,
-//! the printed tokens work as their roles say, and the two backends serve different data.
+//! a token is accepted only by the route (and the backend behind it) it was issued for, the
+//! printed tokens work as their roles say, the experts act on delegated tokens, and the two
+//! backends serve different data.
 
 use devstack::{
     config::{DataArgs, StackArgs},
-    idp::defaults,
+    idp::{TokenSpec, defaults},
     stack::{self, RunningStack},
 };
 use serde_json::{Value, json};
@@ -69,6 +71,21 @@ async fn customer(url: &str, token: &str, customer_id: i64) -> (u16, Value) {
     (status, response.json().await.expect("JSON body"))
 }
 
+/// A `query` token of `tenant` (a name) for the gateway route called `route`.
+fn token_for(stack: &RunningStack, tenant: &str, route: &str) -> String {
+    let tid = stack.idp.tenant_id(tenant).expect("a known tenant");
+    let prefix = match route {
+        "contoso" => "/contoso-mcp",
+        "fabrikam" => "/fabrikam-mcp",
+        "contoso-agent" => "/contoso-agent",
+        other => panic!("no route {other}"),
+    };
+    stack.idp.mint(&TokenSpec {
+        audience: Some(format!("{}{prefix}/mcp", stack.gateway_url)),
+        ..TokenSpec::new(&tid, ["query"], "query-user")
+    })
+}
+
 /// The customer a successful `get_customer_detail` returned.
 fn customer_of(body: &Value) -> &Value {
     assert_eq!(body["result"]["isError"], false, "{body}");
@@ -92,12 +109,10 @@ async fn each_tenant_reaches_exactly_its_routes_through_the_gateway() {
         ("woodgrove", false, false),
     ];
     for (tenant, reaches_contoso, reaches_fabrikam) in expected {
-        let token = running
-            .token_of(tenant)
-            .expect("a printed token per tenant");
         for (route, reaches) in [(contoso, reaches_contoso), (fabrikam, reaches_fabrikam)] {
-            let (status, body) = customer(&route.mcp_url, token, 251).await;
             let name = route.backend.name;
+            let token = token_for(&running, tenant, name);
+            let (status, body) = customer(&route.mcp_url, &token, 251).await;
             if reaches {
                 assert_eq!(status, 200, "{tenant} on {name}: {body}");
                 assert_eq!(customer_of(&body)["first_name"], "John", "{body}");
@@ -112,16 +127,41 @@ async fn each_tenant_reaches_exactly_its_routes_through_the_gateway() {
     }
 
     // Past the gateway the backend applies the same list itself.
-    let woodgrove = running.token_of("woodgrove").expect("woodgrove token");
-    let fabrikam_token = running.token_of("fabrikam").expect("fabrikam token");
-    for (token, url) in [
-        (woodgrove, &contoso.direct_mcp_url),
-        (woodgrove, &fabrikam.direct_mcp_url),
-        (fabrikam_token, &contoso.direct_mcp_url),
+    for (tenant, url) in [
+        ("woodgrove", &contoso.direct_mcp_url),
+        ("woodgrove", &fabrikam.direct_mcp_url),
+        ("fabrikam", &contoso.direct_mcp_url),
     ] {
-        let (status, body) = customer(url, token, 251).await;
+        let route = if url == &contoso.direct_mcp_url {
+            "contoso"
+        } else {
+            "fabrikam"
+        };
+        let (status, body) = customer(url, &token_for(&running, tenant, route), 251).await;
         assert_eq!(status, 403, "{url}: {body}");
         assert_eq!(body["error"], "forbidden", "the backend refused: {body}");
+    }
+
+    // A token is good for the route it was issued for only: northwind may use both routes, but
+    // its token for Fabrikam is refused at Contoso, by the gateway and by the backend alike.
+    let for_fabrikam = token_for(&running, "northwind", "fabrikam");
+    for url in [&contoso.mcp_url, &contoso.direct_mcp_url] {
+        let (status, body) = customer(url, &for_fabrikam, 251).await;
+        assert_eq!(status, 401, "a Fabrikam token at {url}: {body}");
+    }
+    let (status, _) = customer(&fabrikam.mcp_url, &for_fabrikam, 251).await;
+    assert_eq!(status, 200);
+
+    // The gateway forwards a route's MCP endpoint only: the backend's other paths stay inside.
+    for path in [
+        "/contoso-mcp/readyz",
+        "/contoso-mcp/healthz",
+        "/contoso-mcp/",
+    ] {
+        let response = reqwest::get(format!("{}{path}", running.gateway_url))
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 404, "{path}");
     }
     let anonymous = mcp(
         &contoso.mcp_url,
@@ -137,7 +177,8 @@ async fn each_tenant_reaches_exactly_its_routes_through_the_gateway() {
 async fn the_two_backends_serve_different_random_customers_and_the_same_scenarios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir).await;
-    let northwind = running.token_of("northwind").expect("northwind token");
+    let northwind_contoso = token_for(&running, "northwind", "contoso");
+    let northwind_fabrikam = token_for(&running, "northwind", "fabrikam");
     let (contoso, fabrikam) = (
         running.backend("contoso").expect("contoso"),
         running.backend("fabrikam").expect("fabrikam"),
@@ -146,8 +187,8 @@ async fn the_two_backends_serve_different_random_customers_and_the_same_scenario
         ["first_name", "last_name", "email", "phone", "address"].map(|k| c[k].to_string())
     };
 
-    let (_, at_contoso) = customer(&contoso.mcp_url, northwind, 1).await;
-    let (_, at_fabrikam) = customer(&fabrikam.mcp_url, northwind, 1).await;
+    let (_, at_contoso) = customer(&contoso.mcp_url, &northwind_contoso, 1).await;
+    let (_, at_fabrikam) = customer(&fabrikam.mcp_url, &northwind_fabrikam, 1).await;
     let (at_contoso, at_fabrikam) = (customer_of(&at_contoso), customer_of(&at_fabrikam));
     assert_eq!(at_contoso["id"], 1);
     assert_eq!(at_fabrikam["id"], 1);
@@ -157,8 +198,8 @@ async fn the_two_backends_serve_different_random_customers_and_the_same_scenario
         "customer 1 is someone else at each company"
     );
 
-    let (_, john_contoso) = customer(&contoso.mcp_url, northwind, 251).await;
-    let (_, john_fabrikam) = customer(&fabrikam.mcp_url, northwind, 251).await;
+    let (_, john_contoso) = customer(&contoso.mcp_url, &northwind_contoso, 251).await;
+    let (_, john_fabrikam) = customer(&fabrikam.mcp_url, &northwind_fabrikam, 251).await;
     assert_eq!(
         person(customer_of(&john_contoso)),
         person(customer_of(&john_fabrikam)),
@@ -166,10 +207,10 @@ async fn the_two_backends_serve_different_random_customers_and_the_same_scenario
     );
 
     // Fabrikam has fewer random customers: its customer 200 does not exist.
-    let (status, missing) = customer(&fabrikam.mcp_url, northwind, 200).await;
+    let (status, missing) = customer(&fabrikam.mcp_url, &northwind_fabrikam, 200).await;
     assert_eq!(status, 200);
     assert_eq!(missing["result"]["isError"], true, "{missing}");
-    let (_, present) = customer(&contoso.mcp_url, northwind, 200).await;
+    let (_, present) = customer(&contoso.mcp_url, &northwind_contoso, 200).await;
     customer_of(&present);
     running.stop().await.expect("stops cleanly");
 }
@@ -214,8 +255,20 @@ async fn the_banner_lists_every_url_and_token_and_the_contoso_tokens_work_by_rol
     }
 
     let contoso_url = &running.backend("contoso").expect("contoso").mcp_url;
-    let contoso_tokens = running.tokens.iter().filter(|t| t.tenant == "contoso");
+    let contoso_tokens = running
+        .tokens
+        .iter()
+        .filter(|t| t.tenant == "contoso" && t.route == "contoso");
     assert_eq!(contoso_tokens.clone().count(), stack::SAMPLE_USERS.len());
+    assert_eq!(
+        running
+            .tokens
+            .iter()
+            .filter(|t| t.tenant == "contoso" && t.route == "contoso-agent")
+            .count(),
+        stack::SAMPLE_USERS.len(),
+        "every Contoso user gets a token for the experts too"
+    );
     for sample in contoso_tokens {
         let (subject, roles) = (&sample.subject, &sample.roles);
         assert!(
@@ -237,13 +290,12 @@ async fn the_banner_lists_every_url_and_token_and_the_contoso_tokens_work_by_rol
             .iter()
             .filter_map(|t| t["name"].as_str())
             .collect();
-        let expected = if roles.iter().any(|r| r == "security") {
-            19
-        } else {
-            18
-        };
+        // The least-privilege default: 15 read tools for any role, writes for their role only.
+        let has = |role: &str| roles.iter().any(|r| r == role);
+        let expected = 15 + 2 * usize::from(has("billing")) + 2 * usize::from(has("security"));
         assert_eq!(names.len(), expected, "{subject} {roles:?}: {names:?}");
-        assert_eq!(names.contains(&"unlock_account"), expected == 19);
+        assert_eq!(names.contains(&"unlock_account"), has("security"));
+        assert_eq!(names.contains(&"pay_invoice"), has("billing"));
     }
     running.stop().await.expect("stops cleanly");
 }
@@ -298,7 +350,9 @@ async fn the_contoso_experts_answer_through_the_gateway_for_the_contoso_tenants_
             "arguments": {"question": "Why is my bill so high this month? I'm customer 251."}
         },
     });
-    let contoso = stack.token_of("contoso").expect("a contoso token");
+    let contoso = stack
+        .token_of("contoso", "contoso-agent")
+        .expect("a contoso token for the experts");
     let response = mcp(url, Some(contoso), question.clone()).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("JSON");
@@ -309,10 +363,19 @@ async fn the_contoso_experts_answer_through_the_gateway_for_the_contoso_tenants_
     assert!(text.contains("offline planner"), "{text}");
     assert!(text.contains("100.00"), "the facts of customer 251: {text}");
 
+    // The expert's inner calls went to the tools service on a delegated token: the caller's
+    // (for the experts' route) would not have been accepted there.
+    let calls = answer["tool_calls"].as_array().expect("tool calls");
+    assert!(!calls.is_empty(), "{body}");
+
     for tenant in ["fabrikam", "woodgrove"] {
-        let token = stack.token_of(tenant).expect("a token");
-        let response = mcp(url, Some(token), question.clone()).await;
+        let token = token_for(&stack, tenant, "contoso-agent");
+        let response = mcp(url, Some(&token), question.clone()).await;
         assert_eq!(response.status(), 403, "{tenant}");
     }
+    // A token for the Contoso tools is no token for the experts.
+    let for_tools = stack.token_of("contoso", "contoso").expect("a token");
+    let response = mcp(url, Some(for_tools), question.clone()).await;
+    assert_eq!(response.status(), 401);
     stack.stop().await.expect("stops");
 }

@@ -10,13 +10,13 @@
 //!
 //! [auth]
 //! issuer = "http://127.0.0.1:4444"            # OIDC discovery at <issuer>/.well-known/openid-configuration
-//! audiences = ["api://contoso-mcp"]
 //!
 //! [[routes]]
 //! name = "contoso"
 //! prefix = "/contoso-mcp"                     # /contoso-mcp/mcp -> <upstream>/mcp
 //! upstreams = ["127.0.0.1:8001", "127.0.0.1:8011"]
 //! allowed_tenants = ["c0a7050c-0000-4000-8000-000000000001"]
+//! audiences = ["http://127.0.0.1:8080/contoso-mcp/mcp"]  # optional; this is the default
 //! rate_limit_per_minute = 600                 # per tenant on this route; optional
 //! ```
 //!
@@ -25,12 +25,12 @@
 //! | `listen` | yes | | IP address and port the proxy binds |
 //! | `public_base_url` | yes | | http(s) URL clients reach the gateway at; a trailing `/` is dropped |
 //! | `auth.issuer` | yes | | OIDC issuer whose tokens are accepted (a trailing `/` is dropped, as the services do) |
-//! | `auth.audiences` | yes | | accepted `aud` values, at least one |
 //! | `auth.leeway_secs` | no | 60 | clock skew tolerated on `exp`/`nbf` (APIM `clock-skew`), at most 300 |
 //! | `routes[].name` | yes | | `[a-z0-9-]+`, unique; names the policy file and the APIM API |
-//! | `routes[].prefix` | yes | | path prefix, stripped before forwarding; see the prefix rules below |
+//! | `routes[].prefix` | yes | | path prefix; only `<prefix>/mcp` is forwarded (as `/mcp`); see the prefix rules below |
 //! | `routes[].upstreams` | yes | | backend `host:port` list (round robin), at least one |
 //! | `routes[].allowed_tenants` | yes | | tenant ids (`tid`) admitted, lowercase UUIDs, at least one |
+//! | `routes[].audiences` | no | `<public_base_url><prefix>/mcp` | `aud` values a token must carry one of to be accepted on this route, at least one, none shared with another route |
 //! | `routes[].rate_limit_per_minute` | no | unlimited | calls per tenant per minute on this route |
 //! | `routes[].connect_timeout_ms` | no | 3000 | connecting to an upstream, 1..=60000 |
 //! | `routes[].read_timeout_ms` | no | 240000 | waiting for the upstream's response headers or its next bytes, 1..=240000 |
@@ -43,6 +43,15 @@
 //! (no empty, `.` or `..` segment), not under `/.well-known` (the metadata lives there), and
 //! unique at segment boundaries: `/contoso` and `/contoso-mcp` may coexist, `/contoso` and
 //! `/contoso/x` may not, so a path never matches two routes.
+//!
+//! Audiences are per route (RFC 8707, MCP authorization): a route accepts only tokens issued for
+//! itself, so a token a caller got for one route (another company's) cannot be replayed at
+//! another. The default is the route's resource URL, the `resource` of its RFC 9728 metadata,
+//! which is what an RFC 8707 client asks for. Microsoft Entra ID rejects `resource` and puts the
+//! application ID URI (`api://...`) or the client id in `aud`, so a route deployed behind Entra
+//! lists both: `audiences = ["https://<gateway>/contoso-mcp/mcp", "api://contoso-mcp"]`. An
+//! audience listed on two routes is refused, since it would make a token for one good at the
+//! other. The former `auth.audiences` is refused with a pointer to `routes[].audiences`.
 //!
 //! The read timeout is capped at 240 s because API Management does not honour longer
 //! `forward-request` timeouts (its load balancer drops idle connections after four minutes), and
@@ -60,7 +69,10 @@ use std::{
 use serde::Deserialize;
 use shared::auth::verifier::VerifierSettings;
 
-use crate::error::{ConfigError, Error};
+use crate::{
+    error::{ConfigError, Error},
+    routing::resource_url,
+};
 
 pub const DEFAULT_LEEWAY_SECS: u64 = 60;
 /// More skew than this means a broken clock, not drift; accepting it would stretch token lifetimes.
@@ -98,8 +110,6 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub issuer: Option<String>,
-    #[serde(default)]
-    pub audiences: Vec<String>,
     pub leeway_secs: Option<u64>,
 }
 
@@ -112,6 +122,8 @@ pub struct RawRoute {
     pub upstreams: Vec<String>,
     #[serde(default)]
     pub allowed_tenants: Vec<String>,
+    /// `None`: the route's resource URL. `Some(vec![])` is refused (a route nobody can call).
+    pub audiences: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<u32>,
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
@@ -132,12 +144,12 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
-/// Which tokens the gateway accepts, on every route.
+/// Whose tokens the gateway accepts, on every route; which audience a token needs is per route
+/// ([`Route::audiences`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// Without a trailing slash, as the services normalise it, so both edges compare `iss` alike.
     pub issuer: String,
-    pub audiences: Vec<String>,
     pub leeway: Duration,
 }
 
@@ -151,6 +163,9 @@ pub struct Route {
     pub upstreams: Vec<String>,
     /// Lowercase tenant ids, in file order; never empty: a route must admit someone.
     pub allowed_tenants: Vec<String>,
+    /// The `aud` values a token must carry one of here, in file order; never empty, and none is
+    /// an audience of another route. Default: the route's resource URL.
+    pub audiences: Vec<String>,
     /// Calls per tenant per minute on this route; `None` is unlimited.
     pub rate_limit_per_minute: Option<NonZeroU32>,
     pub connect_timeout: Duration,
@@ -168,18 +183,35 @@ impl Route {
     pub fn admits(&self, tid: &str) -> bool {
         self.allowed_tenants.iter().any(|t| t == tid)
     }
+
+    /// Whether the verified token was issued for this route: its `aud` names one of the route's
+    /// audiences.
+    pub fn accepts_audience_of(&self, identity: &shared::auth::Identity) -> bool {
+        identity.issued_for_any(&self.audiences)
+    }
 }
 
-impl AuthConfig {
-    /// Settings for the shared JWT verifier. It admits every tenant of the issuer on purpose: the
-    /// tenant is checked per route after the token is verified ([`Route::admits`]), so that a
-    /// valid token of the wrong tenant gets 403 and an invalid token 401.
+impl Config {
+    /// Settings for the shared JWT verifier, which every route shares. It accepts the audiences
+    /// of every route and admits every tenant of the issuer on purpose: the audience and the
+    /// tenant are checked per route after the token is verified ([`Route::accepts_audience_of`],
+    /// [`Route::admits`]), so that a token for another route gets 401, a valid token of the
+    /// wrong tenant 403, and one verifier serves all routes.
     pub fn verifier_settings(&self) -> VerifierSettings {
+        let mut audiences: Vec<String> = Vec::new();
+        for audience in self.routes.iter().flat_map(|r| &r.audiences) {
+            if !audiences.contains(audience) {
+                audiences.push(audience.clone());
+            }
+        }
         VerifierSettings {
-            issuer: self.issuer.clone(),
-            audiences: self.audiences.clone(),
+            issuer: self.auth.issuer.clone(),
+            audiences,
             allowed_tenants: None,
-            leeway: self.leeway,
+            leeway: self.auth.leeway,
+            // Delegated tokens are for service-to-service calls inside the platform; none
+            // comes through the public edge.
+            trusted_actors: Default::default(),
         }
     }
 }
@@ -197,9 +229,30 @@ impl RawConfig {
                 root if root == "." => "toml".to_owned(),
                 path => path,
             };
+            if key == "auth.audiences" {
+                // The key this gateway used to have: say where it went rather than "unknown".
+                return ConfigError::new(key, moved_audiences_message(text, e.inner()));
+            }
             ConfigError::new(key, located(text, e.inner()))
         })
     }
+}
+
+/// Why `auth.audiences` is refused, with where it is in the file.
+fn moved_audiences_message(text: &str, error: &toml::de::Error) -> String {
+    let at = error
+        .span()
+        .map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        })
+        .unwrap_or_default();
+    format!(
+        "audiences are now per route{at}: a token is accepted only on the route it was issued \
+         for. Remove auth.audiences and list each route's under its [[routes]] table as \
+         routes[].audiences = [...]; without it a route accepts its resource URL \
+         (<public_base_url><prefix>/mcp)"
+    )
 }
 
 /// The message of a TOML error with its line and column, when it has a position.
@@ -260,7 +313,7 @@ impl Config {
         }
         let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
         for (i, raw_route) in raw.routes.into_iter().enumerate() {
-            let route = validate_route(&format!("routes[{i}]"), raw_route)?;
+            let route = validate_route(&format!("routes[{i}]"), raw_route, &public_base_url)?;
             for (j, other) in routes.iter().enumerate() {
                 if other.name == route.name {
                     return Err(ConfigError::new(
@@ -270,6 +323,21 @@ impl Config {
                 }
                 if let Some(message) = overlap(&route.prefix, &other.prefix, j) {
                     return Err(ConfigError::new(format!("routes[{i}].prefix"), message));
+                }
+                if let Some(k) = route
+                    .audiences
+                    .iter()
+                    .position(|a| other.audiences.contains(a))
+                {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].audiences[{k}]"),
+                        format!(
+                            "{:?} is already an audience of routes[{j}]: a token issued for one \
+                             route would be accepted on the other; give each route audiences of \
+                             its own",
+                            route.audiences[k]
+                        ),
+                    ));
                 }
             }
             routes.push(route);
@@ -298,12 +366,6 @@ fn validate_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
         "issuer = \"https://login.microsoftonline.com/<tenant id>/v2.0\" under [auth]",
     )?;
     let issuer = http_url("auth.issuer", &issuer)?;
-    let audiences = distinct_list(
-        "auth.audiences",
-        &raw.audiences,
-        "no audience: list the audiences tokens must be issued for, e.g. audiences = [\"api://contoso-mcp\"]",
-        audience,
-    )?;
     let leeway_secs = raw.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
     if leeway_secs > MAX_LEEWAY_SECS {
         return Err(ConfigError::new(
@@ -315,12 +377,11 @@ fn validate_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     }
     Ok(AuthConfig {
         issuer,
-        audiences,
         leeway: Duration::from_secs(leeway_secs),
     })
 }
 
-fn validate_route(key: &str, raw: RawRoute) -> Result<Route, ConfigError> {
+fn validate_route(key: &str, raw: RawRoute, public_base_url: &str) -> Result<Route, ConfigError> {
     let name = required(&format!("{key}.name"), raw.name, "name = \"contoso\"")?;
     if !name
         .bytes()
@@ -352,6 +413,16 @@ fn validate_route(key: &str, raw: RawRoute) -> Result<Route, ConfigError> {
         "no tenant: a route that admits nobody would refuse every request; list the tenant ids (tid) allowed on this route",
         tenant_id,
     )?;
+    let audiences = match raw.audiences {
+        None => vec![resource_url(public_base_url, &prefix)],
+        Some(audiences) => distinct_list(
+            &format!("{key}.audiences"),
+            &audiences,
+            "no audience: a route that accepts no token would refuse every request; list the \
+             audiences its tokens are issued for, or remove the key for the route's resource URL",
+            audience,
+        )?,
+    };
 
     let rate_limit_per_minute = match raw.rate_limit_per_minute {
         None => None,
@@ -420,6 +491,7 @@ fn validate_route(key: &str, raw: RawRoute) -> Result<Route, ConfigError> {
         prefix,
         upstreams,
         allowed_tenants,
+        audiences,
         rate_limit_per_minute,
         connect_timeout,
         read_timeout,
@@ -667,13 +739,13 @@ public_base_url = "http://127.0.0.1:8080/"
 
 [auth]
 issuer = "http://127.0.0.1:4444/"
-audiences = ["api://contoso-mcp"]
 
 [[routes]]
 name = "contoso"
 prefix = "/contoso-mcp"
 upstreams = ["127.0.0.1:8001", "127.0.0.1:8011"]
 allowed_tenants = ["{CONTOSO}"]
+audiences = ["https://gw.example.com/contoso-mcp/mcp", "api://contoso-mcp"]
 rate_limit_per_minute = 600
 
 [[routes]]
@@ -869,36 +941,102 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
     }
 
     #[test]
-    fn audiences_are_required_and_distinct() {
+    fn audiences_are_per_route_and_default_to_the_resource_url() {
+        let config = Config::from_toml(&base()).expect("valid");
+        assert_eq!(
+            config.routes[0].audiences,
+            [
+                "https://gw.example.com/contoso-mcp/mcp",
+                "api://contoso-mcp"
+            ]
+        );
+        // No key: the route's resource URL, with the base URL normalised.
+        assert_eq!(
+            config.routes[1].audiences,
+            ["http://127.0.0.1:8080/fabrikam-mcp/mcp"]
+        );
+        assert_eq!(
+            config.routes[1].audiences,
+            [config.resource_url(&config.routes[1])]
+        );
+    }
+
+    #[test]
+    fn route_audiences_are_checked_like_audiences() {
+        let audiences =
+            "audiences = [\"https://gw.example.com/contoso-mcp/mcp\", \"api://contoso-mcp\"]";
         assert_error(
-            &with("audiences = [\"api://contoso-mcp\"]", "audiences = []"),
-            "auth.audiences",
+            &with(audiences, "audiences = []"),
+            "routes[0].audiences",
             "no audience",
         );
         assert_error(
-            &with(
-                "audiences = [\"api://contoso-mcp\"]",
-                "audiences = [\"api://a\", \" \"]",
-            ),
-            "auth.audiences[1]",
+            &with(audiences, "audiences = [\"api://a\", \" \"]"),
+            "routes[0].audiences[1]",
             "empty",
         );
         assert_error(
-            &with(
-                "audiences = [\"api://contoso-mcp\"]",
-                "audiences = [\"api://a\\u0001\"]",
-            ),
-            "auth.audiences[0]",
+            &with(audiences, "audiences = [\"api://a\\u0001\"]"),
+            "routes[0].audiences[0]",
             "control character",
         );
         assert_error(
-            &with(
-                "audiences = [\"api://contoso-mcp\"]",
-                "audiences = [\"api://a\", \"api://a\"]",
-            ),
-            "auth.audiences[1]",
+            &with(audiences, "audiences = [\"api://a\", \" api://a \"]"),
+            "routes[0].audiences[1]",
             "twice",
         );
+        assert_error(
+            &with(audiences, "audiences = \"api://a\""),
+            "routes[0].audiences",
+            "",
+        );
+        let trimmed =
+            Config::from_toml(&with(audiences, "audiences = [\" api://a \"]")).expect("valid");
+        assert_eq!(trimmed.routes[0].audiences, ["api://a"]);
+    }
+
+    #[test]
+    fn no_audience_is_shared_by_two_routes() {
+        // Fabrikam's default is its resource URL; listing it on Contoso would let a token for
+        // Fabrikam in at Contoso.
+        let e = error(&with(
+            "\"api://contoso-mcp\"]",
+            "\"api://contoso-mcp\", \"http://127.0.0.1:8080/fabrikam-mcp/mcp\"]",
+        ));
+        assert_eq!(e.key, "routes[1].audiences[0]", "{e}");
+        assert!(
+            e.message.contains("already an audience of routes[0]"),
+            "{e}"
+        );
+        let e = error(&with(
+            &format!("allowed_tenants = [\"{FABRIKAM}\"]"),
+            &format!(
+                "allowed_tenants = [\"{FABRIKAM}\"]\naudiences = [\"api://fabrikam\", \"api://contoso-mcp\"]"
+            ),
+        ));
+        assert_eq!(e.key, "routes[1].audiences[1]", "{e}");
+        assert!(e.message.contains("accepted on the other"), "{e}");
+    }
+
+    #[test]
+    fn auth_audiences_is_refused_with_where_they_went() {
+        let e = error(&with(
+            "[auth]",
+            "[auth]\naudiences = [\"api://contoso-mcp\"]",
+        ));
+        assert_eq!(e.key, "auth.audiences", "{e}");
+        for fragment in [
+            "now per route",
+            "routes[].audiences",
+            "<public_base_url><prefix>/mcp",
+            "line 6",
+        ] {
+            assert!(e.message.contains(fragment), "{e} lacks {fragment:?}");
+        }
+        // Also an empty list: silently ignoring it would be as wrong.
+        let e = error(&with("[auth]", "[auth]\naudiences = []"));
+        assert_eq!(e.key, "auth.audiences", "{e}");
+        assert!(e.message.contains("now per route"), "{e}");
     }
 
     #[test]
@@ -1145,12 +1283,20 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
     }
 
     #[test]
-    fn verifier_settings_admit_every_tenant_of_the_issuer() {
+    fn verifier_settings_admit_every_route_and_tenant_of_the_issuer_and_no_actor() {
         let config = Config::from_toml(&base()).expect("valid");
-        let settings = config.auth.verifier_settings();
+        let settings = config.verifier_settings();
         assert_eq!(settings.issuer, "http://127.0.0.1:4444");
-        assert_eq!(settings.audiences, vec!["api://contoso-mcp".to_owned()]);
+        assert_eq!(
+            settings.audiences,
+            [
+                "https://gw.example.com/contoso-mcp/mcp",
+                "api://contoso-mcp",
+                "http://127.0.0.1:8080/fabrikam-mcp/mcp"
+            ]
+        );
         assert_eq!(settings.allowed_tenants, None);
         assert_eq!(settings.leeway, Duration::from_secs(60));
+        assert!(settings.trusted_actors.is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! - [`config`]: the configuration file, parsed (unknown keys refused) and validated into a
 //!   [`Config`], with errors that name the key;
-//! - [`routing`]: which route a request path belongs to, the path its upstream sees, and where
-//!   each route's OAuth metadata lives;
+//! - [`routing`]: which route's MCP endpoint (the only path forwarded) a request is for, the path
+//!   its upstream sees, where each route's OAuth metadata lives, and the resource URL its tokens
+//!   are issued for (its default audience);
 //! - [`policy`]: the rules both edges apply the same way: the identity headers a client may not
 //!   supply, and the refusals (status, code, message) callers get;
 //! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML

@@ -73,7 +73,6 @@ mod tests {
             public_base_url = "http://127.0.0.1:8080"
             [auth]
             issuer = "http://127.0.0.1:4444"
-            audiences = ["api://contoso-mcp"]
             [[routes]]
             name = "limited"
             prefix = "/limited"

@@ -2,11 +2,18 @@
 //! API Management applies in production (see [`crate::apim`]), and [`run`], which serves it on a
 //! listener we bound, inside our own tokio runtime.
 //!
-//! 1. the RFC 9728 metadata of a route is answered here, without a token;
-//! 2. the route is found by prefix ([`Config::route_for`]); no route: 404;
-//! 3. the bearer token is verified by the shared [`JwtVerifier`]; missing or invalid: 401 with
-//!    `WWW-Authenticate: Bearer resource_metadata="..."` (plus `error="invalid_token"` when a token
-//!    was sent) and nothing more about what failed;
+//! 1. the RFC 9728 metadata of a route is answered here, without a token, at each of
+//!    [`crate::routing::metadata_paths`];
+//! 2. the route is found by its MCP endpoint, exactly `<prefix>/mcp` with any query
+//!    ([`Config::route_for`]); any other path, under a prefix or not: 404, before any token check
+//!    and without contacting an upstream. A method other than POST, GET or DELETE at the
+//!    endpoint: 405 with `Allow`;
+//! 3. the bearer token is verified by the shared [`JwtVerifier`] (built with the audiences of
+//!    every route, no trusted actors: a delegated token is refused), then must have been issued
+//!    for this route: its `aud` names one of the route's `audiences`. Missing, invalid or meant
+//!    for another route: 401 with `WWW-Authenticate: Bearer resource_metadata="..."` (plus
+//!    `error="invalid_token"` when a token was sent) and nothing more about what failed (the
+//!    reason is logged at debug level);
 //! 4. the token's `tid` must be on the route's allow-list; if not: 403, nothing forwarded;
 //! 5. the tenant's calls on the route are counted ([`RateLimits`]); over `rate_limit_per_minute`:
 //!    429 with `Retry-After`, nothing forwarded;
@@ -14,7 +21,7 @@
 //!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer (a
 //!    chunked body that grows past the limit is cut with 413 too);
 //! 7. the request goes to the route's next upstream (round robin, active health checks on
-//!    `health_check_path`) with the prefix stripped, the client's identity headers
+//!    `health_check_path`) as `/mcp` plus the query, the client's identity headers
 //!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, `Authorization` untouched and a W3C
 //!    `traceparent` forwarded if well formed or else started here. Upstream failures are answered
 //!    as JSON 502/503/504.
@@ -51,7 +58,7 @@ use pingora::{
 use shared::auth::{
     AuthError,
     jwks::{self, Jwks},
-    middleware::{ProtectedResource, bearer},
+    middleware::bearer,
     verifier::JwtVerifier,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
@@ -60,6 +67,7 @@ use crate::{
     config::{Config, Route},
     limits::{RateLimits, retry_after_secs},
     policy::{FORWARDED_FOR_HEADER, REQUEST_ID_HEADER, Refusal, SPOOFABLE_HEADERS, TENANT_HEADER},
+    routing::MCP_METHODS,
 };
 
 /// The W3C trace context header.
@@ -94,7 +102,7 @@ pub struct Ctx {
     request_id: String,
     /// Index into the configuration's routes, once matched.
     route: Option<usize>,
-    /// The upstream path (prefix stripped, query kept), from [`Config::route_for`].
+    /// The upstream path (`/mcp` and the query), from [`Config::route_for`].
     upstream_path: String,
     /// The verified `tid`.
     tenant: Option<String>,
@@ -108,23 +116,12 @@ pub struct Ctx {
 impl Gateway {
     /// Builds the pools (health checks not started: see [`run`]) and the texts of each route.
     pub fn new(config: Arc<Config>, verifier: Arc<JwtVerifier>) -> anyhow::Result<Self> {
-        let scopes = config
-            .auth
-            .audiences
-            .first()
-            .map(|a| vec![format!("{a}/.default")])
-            .unwrap_or_default();
         let routes = config
             .routes
             .iter()
             .enumerate()
             .map(|(i, route)| {
-                let metadata = ProtectedResource {
-                    resource: config.resource_url(route),
-                    authorization_servers: vec![config.auth.issuer.clone()],
-                    scopes_supported: scopes.clone(),
-                    bearer_methods_supported: vec!["header".to_owned()],
-                };
+                let metadata = config.protected_resource(route);
                 let metadata_url = config.metadata_url(route);
                 Ok(RouteState {
                     lb: Arc::new(pool(route).with_context(|| format!("routes[{i}].upstreams"))?),
@@ -143,6 +140,14 @@ impl Gateway {
             verifier,
             ids: RequestIds::default(),
         })
+    }
+
+    /// The index of `route`, one of the configuration's own.
+    fn index_of(&self, route: &Route) -> Option<usize> {
+        self.config
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
     }
 
     fn route(&self, ctx: &Ctx) -> Option<(&Route, &RouteState)> {
@@ -286,11 +291,7 @@ impl ProxyHttp for Gateway {
             .map_or("/", |p| p.as_str())
             .to_owned();
         if let Some(route) = self.config.metadata_route_for(&path_and_query) {
-            let i = self
-                .config
-                .routes
-                .iter()
-                .position(|r| std::ptr::eq(r, route));
+            let i = self.index_of(route);
             ctx.route = i;
             if let Some(state) = i.and_then(|i| self.routes.get(i)) {
                 let body = state.metadata.clone();
@@ -298,6 +299,12 @@ impl ProxyHttp for Gateway {
             }
         }
         let Some((route, upstream_path)) = self.config.route_for(&path_and_query) else {
+            // Health, readiness and whatever else a backend serves stay inside: only the MCP
+            // endpoint of a route is public.
+            ctx.route = self
+                .config
+                .route_under(&path_and_query)
+                .and_then(|route| self.index_of(route));
             let body = error_body(
                 "not_found",
                 "There is no service at this path.",
@@ -305,15 +312,19 @@ impl ProxyHttp for Gateway {
             );
             return respond(session, 404, body, &ctx.request_id, &[]).await;
         };
-        let Some(index) = self
-            .config
-            .routes
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-        else {
+        let Some(index) = self.index_of(route) else {
             return Err(Error::explain(ErrorType::InternalError, "route index"));
         };
         ctx.route = Some(index);
+        if !MCP_METHODS.contains(&session.req_header().method.as_str()) {
+            let body = error_body(
+                "method_not_allowed",
+                "This endpoint accepts POST, GET and DELETE only.",
+                &ctx.request_id,
+            );
+            let allow = MCP_METHODS.join(", ");
+            return respond(session, 405, body, &ctx.request_id, &[("allow", &allow)]).await;
+        }
         ctx.upstream_path = upstream_path;
         let Some(state) = self.routes.get(index) else {
             return Err(Error::explain(ErrorType::InternalError, "route state"));
@@ -322,10 +333,27 @@ impl ProxyHttp for Gateway {
         let verified = match bearer(&session.req_header().headers) {
             Err(AuthError::MissingToken) => Err(&state.challenge),
             Err(_) => Err(&state.invalid_token_challenge),
-            Ok(token) => self.verifier.verify(token).await.map_err(|error| {
-                tracing::debug!(target: "gateway::access", reason = %error, "token refused");
-                &state.invalid_token_challenge
-            }),
+            Ok(token) => match self.verifier.verify(token).await {
+                // Verified, but for another resource (another route, another company): the
+                // same 401 as any invalid token, so nothing tells a caller which routes exist.
+                Ok(identity) if !route.accepts_audience_of(&identity) => {
+                    let error = AuthError::WrongAudience;
+                    tracing::debug!(
+                        target: "gateway::access",
+                        route = %route.name,
+                        reason = %error,
+                        token_audiences = ?identity.audiences,
+                        route_audiences = ?route.audiences,
+                        "token refused"
+                    );
+                    Err(&state.invalid_token_challenge)
+                }
+                Ok(identity) => Ok(identity),
+                Err(error) => {
+                    tracing::debug!(target: "gateway::access", route = %route.name, reason = %error, "token refused");
+                    Err(&state.invalid_token_challenge)
+                }
+            },
         };
         let identity = match verified {
             Ok(identity) => identity,
@@ -517,6 +545,9 @@ impl ProxyHttp for Gateway {
         };
         // A response already under way cannot be replaced; the connection is closed instead.
         if session.response_written().is_none() {
+            // The connection is not reused after this (below): say so (`Connection: close`), or
+            // a client may send its next request on a socket that is about to close.
+            session.set_keepalive(None);
             let _ = respond(session, status, body, &ctx.request_id, &[]).await;
         }
         FailToProxy {
@@ -645,7 +676,7 @@ async fn verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
     keys.refresh()
         .await
         .map_err(|e| anyhow::anyhow!("auth.issuer {issuer:?}: loading its signing keys: {e}"))?;
-    Ok(JwtVerifier::new(config.auth.verifier_settings(), keys))
+    Ok(JwtVerifier::new(config.verifier_settings(), keys))
 }
 
 #[cfg(test)]

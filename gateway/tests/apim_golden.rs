@@ -112,7 +112,7 @@ fn main_bicep_deploys_every_route_with_its_rendered_policy() {
 }
 
 #[test]
-fn route_api_bicep_mounts_a_keyless_https_api_with_catch_all_operations() {
+fn route_api_bicep_exposes_only_the_mcp_endpoint_and_the_metadata() {
     let bicep =
         fs::read_to_string(apim_dir().join("route-api.bicep")).expect("apim/route-api.bicep");
     for expected in [
@@ -120,16 +120,33 @@ fn route_api_bicep_mounts_a_keyless_https_api_with_catch_all_operations() {
         "existing",
         "subscriptionRequired: false",
         "'https'",
-        "urlTemplate: '/*'",
+        "urlTemplate: '/mcp'",
         "'GET'",
         "'POST'",
         "'DELETE'",
         "format: 'rawxml'",
         "value: policyXml",
+        "path: '.well-known/oauth-protected-resource/${path}'",
     ] {
         assert!(
             bicep.contains(expected),
             "apim/route-api.bicep should contain `{expected}`"
         );
     }
+    // The operations are the local gateway's paths: no catch-all lets /readyz through.
+    assert!(
+        !bicep.contains("'/*'"),
+        "apim/route-api.bicep must not have a catch-all operation"
+    );
+    for path in gateway::routing::PREFIXED_METADATA_PATHS {
+        assert!(
+            bicep.contains(&format!("'{path}'")),
+            "apim/route-api.bicep should have a GET operation for {path}"
+        );
+    }
+    let templates = bicep.matches("urlTemplate:").count();
+    assert_eq!(
+        templates, 3,
+        "one operation loop for /mcp, one for the metadata paths, one for the RFC 9728 path"
+    );
 }

@@ -70,7 +70,11 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
     let inbound = child(root, "inbound");
     let order = names(inbound);
     assert_eq!(order[0], "base", "inherited policies run first");
-    // Authenticate, then limit, then forward.
+    // The metadata, without a token; then authenticate, then limit, then forward.
+    assert_eq!(
+        order[1], "choose",
+        "the metadata comes before the token check"
+    );
     assert!(position(&order, "validate-jwt") < position(&order, "rate-limit-by-key"));
     assert!(position(&order, "rate-limit-by-key") < position(&order, "set-backend-service"));
 
@@ -91,7 +95,9 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
     );
     assert_eq!(
         texts(child(jwt, "audiences"), "audience"),
-        config.auth.audiences
+        route.audiences,
+        "{}: this route's audiences, and only them",
+        route.name
     );
     assert_eq!(
         texts(child(jwt, "issuers"), "issuer"),
@@ -157,17 +163,42 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
     );
     let rewrite = child(inbound, "rewrite-uri");
     assert_eq!(attr(rewrite, "copy-unmatched-params"), "true");
-    let template = attr(rewrite, "template");
-    assert!(
-        template.contains(&format!("Substring(\"{}\".Length)", route.prefix)),
-        "{template}"
-    );
-    assert!(
-        template.contains("context.Request.OriginalUrl.Path"),
-        "{template}"
+    assert_eq!(attr(rewrite, "template"), "/mcp", "only the MCP endpoint");
+
+    check_metadata(
+        config,
+        route,
+        elements(inbound).nth(1).expect("the metadata <choose>"),
     );
 
-    let body_check = child(child(inbound, "choose"), "when");
+    let chooses: Vec<Node> = elements(inbound)
+        .filter(|n| n.has_tag_name("choose"))
+        .collect();
+    let condition_of = |choose: &Node| attr(child(*choose, "when"), "condition").to_owned();
+    // After the token check, before anything is counted or forwarded: no delegated token.
+    let act = chooses
+        .iter()
+        .position(|c| condition_of(c).contains("Claims.ContainsKey(\"act\")"))
+        .expect("a refusal of delegated tokens");
+    let act_response = child(child(chooses[act], "when"), "return-response");
+    assert_eq!(attr(child(act_response, "set-status"), "code"), "401");
+    let inbound_nodes: Vec<Node> = elements(inbound).collect();
+    let index_of = |node: Node| {
+        inbound_nodes
+            .iter()
+            .position(|n| *n == node)
+            .expect("an inbound element")
+    };
+    assert!(index_of(jwt) < index_of(chooses[act]));
+    assert!(index_of(chooses[act]) < index_of(child(inbound, "rate-limit-by-key")));
+
+    let body_check = child(
+        *chooses
+            .iter()
+            .find(|c| condition_of(c).contains("Content-Length"))
+            .expect("the body limit <choose>"),
+        "when",
+    );
     assert!(
         attr(body_check, "condition").ends_with(&format!("> {})", route.max_body_bytes)),
         "{}",
@@ -205,7 +236,27 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
             .collect();
         assert!(response_headers.contains(&"Content-Type"));
         match status {
-            "401" => assert!(response_headers.contains(&"WWW-Authenticate")),
+            "401" => {
+                let challenge = elements(response)
+                    .find(|h| {
+                        h.has_tag_name("set-header") && attr(*h, "name") == "WWW-Authenticate"
+                    })
+                    .map(|h| child(h, "value").text().unwrap_or_default())
+                    .expect("WWW-Authenticate on 401");
+                let metadata = format!("resource_metadata=\\\"{}\\\"", config.metadata_url(route));
+                assert!(
+                    challenge.contains(&metadata),
+                    "{challenge} lacks {metadata}"
+                );
+                assert!(
+                    challenge.contains("ContainsKey(\"Authorization\")"),
+                    "{challenge}"
+                );
+                assert!(
+                    challenge.contains("error=\\\"invalid_token\\\""),
+                    "{challenge}"
+                );
+            }
             "429" => assert!(response_headers.contains(&"Retry-After")),
             _ => {}
         }
@@ -235,6 +286,30 @@ fn check_policy(config: &Config, route: &Route, xml: &str) {
         ],
         "the tenant check must come before the generic token failure"
     );
+}
+
+/// The `<choose>` that answers the route's metadata: on exactly its metadata paths, with the
+/// document the local gateway serves.
+fn check_metadata(config: &Config, route: &Route, choose: Node) {
+    assert_eq!(choose.tag_name().name(), "choose");
+    let when = child(choose, "when");
+    let condition = attr(when, "condition");
+    for path in gateway::routing::metadata_paths(route) {
+        assert!(
+            condition.contains(&format!("context.Request.OriginalUrl.Path == \"{path}\"")),
+            "{condition} lacks {path}"
+        );
+    }
+    assert_eq!(condition.matches("==").count(), 4, "{condition}");
+    let response = child(when, "return-response");
+    assert_eq!(attr(child(response, "set-status"), "code"), "200");
+    let body: serde_json::Value =
+        serde_json::from_str(child(response, "set-body").text().unwrap_or_default())
+            .expect("the metadata is JSON");
+    let expected =
+        serde_json::to_value(config.protected_resource(route)).expect("metadata as JSON");
+    assert_eq!(body, expected);
+    assert_eq!(body["resource"], config.resource_url(route));
 }
 
 #[test]
@@ -269,27 +344,74 @@ fn each_tenant_reaches_exactly_its_routes() {
 }
 
 #[test]
+fn each_route_validates_its_own_audiences() {
+    let config = example_config();
+    let audiences_of = |name: &str| {
+        let route = config
+            .routes
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("route {name}"));
+        let xml = committed_policy(route);
+        let doc = Document::parse(&xml).expect("well-formed");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("audience"))
+            .filter_map(|n| n.text())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        audiences_of("contoso"),
+        ["http://127.0.0.1:8080/contoso-mcp/mcp"]
+    );
+    assert_eq!(
+        audiences_of("fabrikam"),
+        ["http://127.0.0.1:8080/fabrikam-mcp/mcp"]
+    );
+    assert_eq!(
+        audiences_of("contoso-agent"),
+        ["http://127.0.0.1:8080/contoso-agent/mcp"]
+    );
+}
+
+#[test]
 fn values_survive_a_real_parser() {
     // Characters that must be escaped, in the values a configuration can put in the policy.
     let audience = r#"api://a&b<c>"d'e"#;
     let toml = fs::read_to_string(apim_dir().join("gateway.toml"))
         .expect("example")
         .replacen(
-            r#"audiences = ["api://contoso-mcp"]"#,
-            &format!("audiences = [{}]", toml_string(audience)),
+            r#"audiences = ["http://127.0.0.1:8080/contoso-mcp/mcp"]"#,
+            &format!(
+                "audiences = [\"http://127.0.0.1:8080/contoso-mcp/mcp\", {}]",
+                toml_string(audience)
+            ),
             1,
         );
     let config = Config::from_toml(&toml).expect("valid");
-    assert_eq!(config.auth.audiences, [audience]);
-    for (_, xml) in apim::render_all(&config) {
-        let doc = Document::parse(&xml).expect("well-formed");
-        let read: Vec<&str> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("audience"))
-            .filter_map(|n| n.text())
-            .collect();
-        assert_eq!(read, [audience]);
-    }
+    assert_eq!(
+        config.routes[0].audiences,
+        ["http://127.0.0.1:8080/contoso-mcp/mcp", audience]
+    );
+    let xml = apim::render(&config, &config.routes[0]);
+    let doc = Document::parse(&xml).expect("well-formed");
+    let read: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("audience"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(read, ["http://127.0.0.1:8080/contoso-mcp/mcp", audience]);
+    // The scope the metadata advertises for it survives too, as JSON inside XML.
+    let body = doc
+        .descendants()
+        .find(|n| n.has_tag_name("set-body") && n.text().is_some_and(|t| t.starts_with('{')))
+        .and_then(|n| n.text())
+        .expect("the metadata body");
+    let metadata: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(
+        metadata["scopes_supported"],
+        serde_json::json!([format!("{audience}/.default")])
+    );
 }
 
 /// `s` as a TOML basic string.

@@ -37,6 +37,15 @@ fn routes(upstream: &str, limit: u32) -> String {
     )
 }
 
+/// A token of `tenant` good on both routes (issued for both resources).
+fn both_routes(gateway: &Gateway, idp: &devstack::idp::RunningIdp, tenant: &str) -> String {
+    mint_for(
+        idp,
+        tenant,
+        serde_json::json!([gateway.resource("/limited"), gateway.resource("/open")]),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_over_its_limit_gets_429_with_retry_after_and_reaches_nothing() {
     let idp = idp().await;
@@ -44,15 +53,15 @@ async fn a_tenant_over_its_limit_gets_429_with_retry_after_and_reaches_nothing()
     let gateway = Gateway::start_with(&idp, &routes(&upstream, 5)).await;
     let http = reqwest::Client::new();
     let (contoso, fabrikam) = (
-        token(&idp, defaults::CONTOSO),
-        token(&idp, defaults::FABRIKAM),
+        both_routes(&gateway, &idp, defaults::CONTOSO),
+        both_routes(&gateway, &idp, defaults::FABRIKAM),
     );
 
     for i in 0..5 {
-        let response = get_as(&http, gateway.url("/limited/x"), &contoso).await;
+        let response = get_as(&http, gateway.url("/limited/mcp"), &contoso).await;
         assert_eq!(response.status(), 200, "call {i} is within the limit");
     }
-    let response = get_as(&http, gateway.url("/limited/x"), &contoso).await;
+    let response = get_as(&http, gateway.url("/limited/mcp"), &contoso).await;
     let retry_after: u64 = response.headers()["retry-after"]
         .to_str()
         .expect("ASCII")
@@ -68,7 +77,7 @@ async fn a_tenant_over_its_limit_gets_429_with_retry_after_and_reaches_nothing()
     );
 
     // Another tenant on the same route, and the same tenant on a route without a limit.
-    for (path, token) in [("/limited/x", &fabrikam), ("/open/x", &contoso)] {
+    for (path, token) in [("/limited/mcp", &fabrikam), ("/open/mcp", &contoso)] {
         let response = get_as(&http, gateway.url(path), token).await;
         assert_eq!(response.status(), 200, "{path}");
     }
@@ -82,8 +91,8 @@ async fn a_flooding_tenant_does_not_starve_another() {
     let limit = 300;
     let gateway = Arc::new(Gateway::start_with(&idp, &routes(&upstream, limit)).await);
     let (contoso, fabrikam) = (
-        token(&idp, defaults::CONTOSO),
-        token(&idp, defaults::FABRIKAM),
+        both_routes(&gateway, &idp, defaults::CONTOSO),
+        both_routes(&gateway, &idp, defaults::FABRIKAM),
     );
 
     // Contoso: 32 connections sending as fast as they can for 3 s.
@@ -97,7 +106,7 @@ async fn a_flooding_tenant_does_not_starve_another() {
                 let http = reqwest::Client::new();
                 let started = Instant::now();
                 while started.elapsed() < flood_for {
-                    let response = get_as(&http, gateway.url("/limited/x"), &contoso).await;
+                    let response = get_as(&http, gateway.url("/limited/mcp"), &contoso).await;
                     match response.status().as_u16() {
                         200 => admitted.fetch_add(1, Ordering::Relaxed),
                         429 => refused.fetch_add(1, Ordering::Relaxed),
@@ -114,7 +123,7 @@ async fn a_flooding_tenant_does_not_starve_another() {
     let mut slowest = Duration::ZERO;
     for i in 0..20 {
         let sent = Instant::now();
-        let response = get_as(&http, gateway.url("/limited/x"), &fabrikam).await;
+        let response = get_as(&http, gateway.url("/limited/mcp"), &fabrikam).await;
         assert_eq!(response.status(), 200, "fabrikam call {i} during the flood");
         slowest = slowest.max(sent.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;

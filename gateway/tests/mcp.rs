@@ -16,7 +16,7 @@ async fn progress_streams_through_the_gateway_while_the_tool_runs() {
     // 9 steps of 150 ms: the result comes ~1.35 s after the call.
     let backend = tools_service_with(idp.url(), &["--troubleshoot-step-ms", "150"]).await;
     let gateway = Gateway::start(&idp, &backend.addr).await;
-    let contoso = token(&idp, defaults::CONTOSO);
+    let contoso = gateway.token(&idp, defaults::CONTOSO, "/contoso-mcp");
     let mcp = gateway.url("/contoso-mcp/mcp");
 
     let initialize = json!({

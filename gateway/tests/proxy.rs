@@ -60,16 +60,28 @@ async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
     );
     refusal(response, 401, "invalid_token").await;
 
-    // A valid token of a tenant the route does not admit: 403.
+    // A valid token, but issued for the backends' audience and not for this route: 401.
     let response = mcp_post(gateway.url("/contoso-mcp/mcp"), TOOLS_LIST)
-        .bearer_auth(token(&idp, defaults::FABRIKAM))
+        .bearer_auth(token(&idp, defaults::CONTOSO))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        format!("Bearer resource_metadata=\"{metadata_url}\", error=\"invalid_token\"").as_str()
+    );
+    refusal(response, 401, "invalid_token").await;
+
+    // A valid token for the route, of a tenant the route does not admit: 403.
+    let response = mcp_post(gateway.url("/contoso-mcp/mcp"), TOOLS_LIST)
+        .bearer_auth(gateway.token(&idp, defaults::FABRIKAM, "/contoso-mcp"))
         .send()
         .await
         .expect("request");
     refusal(response, 403, "tenant_not_allowed").await;
 
     // Contoso: the backend's own answer, the same as direct, with the gateway's request id.
-    let contoso = token(&idp, defaults::CONTOSO);
+    let contoso = gateway.token(&idp, defaults::CONTOSO, "/contoso-mcp");
     let response = mcp_post(gateway.url("/contoso-mcp/mcp"), TOOLS_LIST)
         .bearer_auth(&contoso)
         .send()
@@ -93,7 +105,8 @@ async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
             .expect("request"),
     )
     .await;
-    assert!(tools.len() >= 18, "{} tools", tools.len());
+    // How many depends on the backend's role policy, not on the gateway.
+    assert!(!tools.is_empty(), "{via_gateway}");
     assert_eq!(via_gateway["result"], direct["result"]);
 
     // A 2 MiB body: 413 before anything is forwarded.
@@ -116,8 +129,8 @@ async fn identity_headers_are_the_gateways_and_refused_tenants_reach_nothing() {
     let http = reqwest::Client::new();
 
     let response = http
-        .get(gateway.url("/contoso-mcp/x?a=1"))
-        .bearer_auth(token(&idp, defaults::FABRIKAM))
+        .get(gateway.url("/contoso-mcp/mcp?a=1"))
+        .bearer_auth(gateway.token(&idp, defaults::FABRIKAM, "/contoso-mcp"))
         .header("x-tenant-id", defaults::CONTOSO)
         .send()
         .await
@@ -125,10 +138,10 @@ async fn identity_headers_are_the_gateways_and_refused_tenants_reach_nothing() {
     refusal(response, 403, "tenant_not_allowed").await;
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing forwarded");
 
-    let contoso = token(&idp, defaults::CONTOSO);
+    let contoso = gateway.token(&idp, defaults::CONTOSO, "/contoso-mcp");
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let response = http
-        .get(gateway.url("/contoso-mcp/x?a=1"))
+        .get(gateway.url("/contoso-mcp/mcp?a=1"))
         .bearer_auth(&contoso)
         .header("x-tenant-id", "spoofed-tenant")
         .header("x-user-roles", "admin")
@@ -145,7 +158,7 @@ async fn identity_headers_are_the_gateways_and_refused_tenants_reach_nothing() {
         .to_owned();
     let seen: Value = response.json().await.expect("JSON");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    assert_eq!(seen["uri"], "/x?a=1", "prefix stripped, query kept");
+    assert_eq!(seen["uri"], "/mcp?a=1", "prefix stripped, query kept");
     let headers = &seen["headers"];
     assert_eq!(headers["x-tenant-id"], json!([defaults::CONTOSO]));
     assert_eq!(headers["x-user-roles"], Value::Null);
@@ -161,7 +174,7 @@ async fn identity_headers_are_the_gateways_and_refused_tenants_reach_nothing() {
     // Without a usable traceparent the gateway starts a trace whose id is the request id.
     for sent in [None, Some("00-not-a-trace-01")] {
         let mut request = http
-            .get(gateway.url("/contoso-mcp/x"))
+            .get(gateway.url("/contoso-mcp/mcp"))
             .bearer_auth(&contoso);
         if let Some(sent) = sent {
             request = request.header("traceparent", sent);
@@ -196,7 +209,7 @@ async fn a_dead_backend_is_answered_with_json_at_once() {
     let started = Instant::now();
     let response = reqwest::Client::new()
         .post(gateway.url("/contoso-mcp/mcp"))
-        .bearer_auth(token(&idp, defaults::CONTOSO))
+        .bearer_auth(gateway.token(&idp, defaults::CONTOSO, "/contoso-mcp"))
         .body(TOOLS_LIST)
         .timeout(Duration::from_secs(10))
         .send()

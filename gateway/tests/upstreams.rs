@@ -59,7 +59,6 @@ async fn answered_by(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_dies_between_health_checks_costs_no_request() {
     let idp = idp().await;
-    let contoso = token(&idp, defaults::CONTOSO);
     let (a, _) = echo_upstream().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (b, _, kill_b) = stoppable_echo_upstream_on(listener);
@@ -69,8 +68,9 @@ async fn a_member_that_dies_between_health_checks_costs_no_request() {
         "health_check_interval_ms = 300000",
     );
     let gateway = Gateway::start_with(&idp, &pool).await;
+    let contoso = gateway.token(&idp, defaults::CONTOSO, "/pool");
 
-    let seen = answered_by(&gateway, "/pool/x", &contoso, 4).await;
+    let seen = answered_by(&gateway, "/pool/mcp", &contoso, 4).await;
     assert_eq!(
         (seen.get(&a), seen.get(&b)),
         (Some(&2), Some(&2)),
@@ -78,7 +78,7 @@ async fn a_member_that_dies_between_health_checks_costs_no_request() {
     );
     drop(kill_b);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen = answered_by(&gateway, "/pool/x", &contoso, 10).await;
+    let seen = answered_by(&gateway, "/pool/mcp", &contoso, 10).await;
     assert_eq!(seen.get(&a), Some(&10), "{seen:?}");
     gateway.stop().await;
 }
@@ -86,18 +86,18 @@ async fn a_member_that_dies_between_health_checks_costs_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_skips_a_dead_member_and_takes_back_one_that_returns() {
     let idp = idp().await;
-    let contoso = token(&idp, defaults::CONTOSO);
     let (a, _) = echo_upstream().await;
     let late = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let b = late.local_addr().expect("address").to_string();
     drop(late);
     let gateway = Gateway::start_with(&idp, &route("pool", &[&a, &b], "")).await;
+    let contoso = gateway.token(&idp, defaults::CONTOSO, "/pool");
 
     // At once, before any health check has marked b down, and after: every call answered by a.
-    let seen = answered_by(&gateway, "/pool/x", &contoso, 10).await;
+    let seen = answered_by(&gateway, "/pool/mcp", &contoso, 10).await;
     assert_eq!(seen.get(&a), Some(&10), "{seen:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let seen = answered_by(&gateway, "/pool/x", &contoso, 10).await;
+    let seen = answered_by(&gateway, "/pool/mcp", &contoso, 10).await;
     assert_eq!(seen.get(&a), Some(&10), "{seen:?}");
 
     // b starts listening on its address: the health checks put it back in rotation.
@@ -105,7 +105,7 @@ async fn round_robin_skips_a_dead_member_and_takes_back_one_that_returns() {
     assert_eq!(b_again, b);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let seen = answered_by(&gateway, "/pool/x", &contoso, 10).await;
+        let seen = answered_by(&gateway, "/pool/mcp", &contoso, 10).await;
         if seen.get(&b).is_some_and(|n| *n >= 4) && seen.get(&a).is_some_and(|n| *n >= 4) {
             break;
         }
@@ -118,9 +118,8 @@ async fn round_robin_skips_a_dead_member_and_takes_back_one_that_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_is_cut_only_after_the_routes_read_timeout() {
     let idp = idp().await;
-    let contoso = token(&idp, defaults::CONTOSO);
     let (upstream, _) = echo_upstream().await;
-    // `/slow` is silent for 1.5 s.
+    // `?slow` is silent for 1.5 s.
     let routes = [
         route("short", &[&upstream], "read_timeout_ms = 300"),
         route("long", &[&upstream], "read_timeout_ms = 5000"),
@@ -128,9 +127,14 @@ async fn a_silent_upstream_is_cut_only_after_the_routes_read_timeout() {
     .concat();
     let gateway = Gateway::start_with(&idp, &routes).await;
     let http = reqwest::Client::new();
+    let contoso = mint_for(
+        &idp,
+        defaults::CONTOSO,
+        serde_json::json!([gateway.resource("/short"), gateway.resource("/long")]),
+    );
 
     let started = Instant::now();
-    let response = get_as(&http, gateway.url("/short/slow"), &contoso).await;
+    let response = get_as(&http, gateway.url("/short/mcp?slow"), &contoso).await;
     let waited = started.elapsed();
     refusal(response, 504, "upstream_timeout").await;
     assert!(
@@ -138,7 +142,7 @@ async fn a_silent_upstream_is_cut_only_after_the_routes_read_timeout() {
         "cut after {waited:?}"
     );
 
-    let response = get_as(&http, gateway.url("/long/slow"), &contoso).await;
+    let response = get_as(&http, gateway.url("/long/mcp?slow"), &contoso).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("body"), "finally");
     gateway.stop().await;
@@ -192,7 +196,6 @@ async fn killable_streaming_backend(listener: TcpListener) -> JoinSet<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_killed_mid_stream_fails_that_stream_only_and_the_route_recovers() {
     let idp = idp().await;
-    let contoso = token(&idp, defaults::CONTOSO);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let backend = listener.local_addr().expect("address").to_string();
     let killable = killable_streaming_backend(listener).await;
@@ -204,8 +207,13 @@ async fn a_backend_killed_mid_stream_fails_that_stream_only_and_the_route_recove
     .concat();
     let gateway = Gateway::start_with(&idp, &routes).await;
     let http = reqwest::Client::new();
+    let contoso = mint_for(
+        &idp,
+        defaults::CONTOSO,
+        serde_json::json!([gateway.resource("/streaming"), gateway.resource("/other")]),
+    );
 
-    let mut stream = get_as(&http, gateway.url("/streaming/events"), &contoso).await;
+    let mut stream = get_as(&http, gateway.url("/streaming/mcp"), &contoso).await;
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut received = String::new();
@@ -237,9 +245,9 @@ async fn a_backend_killed_mid_stream_fails_that_stream_only_and_the_route_recove
     );
 
     // Other routes are served throughout; the dead route answers JSON at once.
-    let seen = answered_by(&gateway, "/other/x", &contoso, 3).await;
+    let seen = answered_by(&gateway, "/other/mcp", &contoso, 3).await;
     assert_eq!(seen.get(&other), Some(&3));
-    let response = get_as(&http, gateway.url("/streaming/events"), &contoso).await;
+    let response = get_as(&http, gateway.url("/streaming/mcp"), &contoso).await;
     let status = response.status().as_u16();
     assert!(status == 502 || status == 503, "{status}");
     refusal(response, status, "upstream_unavailable").await;
@@ -248,7 +256,7 @@ async fn a_backend_killed_mid_stream_fails_that_stream_only_and_the_route_recove
     let (back, _) = echo_upstream_on(TcpListener::bind(&backend).await.expect("rebind"));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let response = get_as(&http, gateway.url("/streaming/x"), &contoso).await;
+        let response = get_as(&http, gateway.url("/streaming/mcp"), &contoso).await;
         if response.status() == 200 {
             let body: Value = response.json().await.expect("JSON");
             assert_eq!(body["upstream"], back.as_str());

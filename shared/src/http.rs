@@ -19,6 +19,12 @@ use tracing::{Span, field};
 /// Header carrying the id that ties a request's log lines together (kept if the caller sent one).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request id [`with_middleware`] put on a request, for what a handler records about it
+/// (an audit event).
+pub fn request_id(parts: &axum::http::request::Parts) -> Option<&str> {
+    parts.headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
 ///
 /// Logs exactly one `listening on http://ADDR` line with the bound address, which is how

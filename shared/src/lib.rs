@@ -12,6 +12,9 @@
 //!   token verification, with its OAuth metadata;
 //! - `sqlite` (feature `sqlite`): opening a service's SQLite file (WAL, busy timeout,
 //!   migrations) the same way everywhere.
+//! - `audit` (feature `audit`): the audit trail of tool calls: one event per call, allowed or
+//!   refused, logged on the `audit` target and stored in batches off the request path, with
+//!   redacted arguments, retention, and the `audit` subcommand that prints it.
 //!
 //! Library code here never reads the process environment: binaries parse their configuration
 //! once and pass typed values in, so tests can run many services side by side in one process.
@@ -19,6 +22,8 @@
 //! managed identity endpoint is through `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, and the Azure SDK
 //! reads those itself.
 
+#[cfg(feature = "audit")]
+pub mod audit;
 pub mod auth;
 #[cfg(feature = "azure")]
 pub mod azure;

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 use shared::{
+    audit::{AuditArgs, AuditQueryArgs},
     auth::{AuthArgs, config::AuthPlan},
     config::{
         AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
@@ -66,6 +67,26 @@ pub struct Config {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
+    /// Print the effective role policy (as a ROLE_POLICY_FILE) and exit, without listening or
+    /// opening the database.
+    #[arg(long)]
+    pub print_policy: bool,
+
+    /// Without a command, the service runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the stored audit trail of tool calls of a tenant, as JSON lines (newest last),
+    /// from DB_PATH, without starting the server.
+    Audit(AuditQueryArgs),
 }
 
 /// A configuration that passed [`Config::validate`], with the authentication plan it produced:
@@ -244,10 +265,25 @@ mod tests {
         let err = nothing.validate().expect_err("no auth configured");
         assert_eq!(err.variable, "AUTH_ISSUER");
         assert!(err.message.contains("DISABLE_AUTH"), "{}", err.message);
+        // No audience named: the service accepts its own resource URL only, which is known
+        // once it is bound.
         let no_audience = parse(&["--auth-issuer", "https://login.example.com"]);
+        match no_audience.validate().expect("valid").kind {
+            shared::auth::config::PlanKind::Jwt { settings, .. } => {
+                assert!(settings.audiences.is_empty(), "{settings:?}");
+                assert!(settings.trusted_actors.is_empty(), "no actor trusted");
+            }
+            other => panic!("expected JWT verification, got {other:?}"),
+        }
+        let same_roles = parse(&[
+            "--auth-issuer",
+            "https://login.example.com",
+            "--query-role",
+            "billing",
+        ]);
         assert_eq!(
-            no_audience.validate().expect_err("refused").variable,
-            "MCP_API_AUDIENCE"
+            same_roles.validate().expect_err("refused").variable,
+            "QUERY_ROLE"
         );
         let verified = parse(&[
             "--bind-addr",

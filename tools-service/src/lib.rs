@@ -9,8 +9,10 @@
 //! - [`store`]: the storage trait and its SQLite backend; [`seed`]: the demo data set;
 //! - [`domain`] and [`money`]: the entities and exact money they are made of.
 //!
-//! [`run`] wires them from a [`Config`] and serves until the shutdown future completes.
+//! [`run`] wires them from a [`Config`] and serves until the shutdown future completes; [`cli`]
+//! is what the binary does with its command line (serve, `--print-policy`, `audit`).
 
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -24,6 +26,7 @@ pub mod troubleshoot;
 use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::Context;
+use shared::audit::AuditLog;
 use tokio::net::TcpListener;
 
 pub use config::{Config, ValidConfig};
@@ -44,7 +47,9 @@ pub async fn run(
     let ValidConfig { config, auth: plan } = valid;
     // Reach the token issuer before touching the database: an unreachable issuer is a
     // configuration error, and nothing should be created or seeded for a service that won't run.
-    let mode = plan.build(reqwest::Client::new()).await?;
+    let mode = plan
+        .build(reqwest::Client::new(), &listener.local_addr())
+        .await?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&config.db_path).await.with_context(|| {
             format!(
@@ -53,6 +58,8 @@ pub async fn run(
             )
         })?);
     seed_if_needed(store.as_ref(), &config).await?;
+    // The audit trail, in DB_PATH beside its data.
+    let audit = AuditLog::open_sqlite("tools-service", &config.db_path, &config.audit).await?;
     let embedder: Option<Arc<dyn Embedder>> = match config.embedding()? {
         Some(deployment) => Some(Arc::new(AzureOpenAiEmbedder::new(&deployment)?)),
         None => None,
@@ -67,6 +74,7 @@ pub async fn run(
         store,
         index: Arc::new(index),
         troubleshoot_step: config.troubleshoot_step(),
+        audit: audit.clone(),
     });
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: tools are reachable from the network without verified tokens");
@@ -80,11 +88,14 @@ pub async fn run(
         },
         &config.host_guard,
     );
-    shared::http::serve(listener, router.router, async move {
+    let served = shared::http::serve(listener, router.router, async move {
         shutdown.await;
         router.guard.trigger();
     })
-    .await?;
+    .await;
+    // Every request has answered: store what the audit trail still holds.
+    audit.close().await;
+    served?;
     Ok(())
 }
 

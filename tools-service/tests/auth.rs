@@ -8,8 +8,11 @@
 //!   with each of them change nothing; a tenant outside `ALLOWED_TENANTS` gets 403.
 //! - The signing keys: a JWKS outage, key rotation, the re-fetch rate limit, keys without `alg`.
 //! - The OAuth protected-resource metadata (RFC 9728) and the endpoints that stay public.
-//! - Roles: the default policy, and a policy file under which `tools/list` and `tools/call`
-//!   agree for every set of roles and every tool. A policy naming an unknown tool stops the start.
+//! - Roles: under the least-privilege default policy and under a policy file, `tools/list` and
+//!   `tools/call` agree for every set of roles and every tool, `query` cannot write, a token
+//!   without a platform role gets nothing, and a refused write changes nothing. A policy naming
+//!   an unknown tool stops the start.
+//! - Delegated tokens (`act`): accepted only from `TRUSTED_ACTORS`, one level deep.
 //! - The development modes, `USE_PASSTHROUGH_AUTH` and `DISABLE_AUTH`.
 
 // Amounts in cents are written dollars_cents, e.g. 100_00.
@@ -598,12 +601,14 @@ async fn a_jwks_outage_keeps_the_cached_keys_and_fails_closed_on_unknown_ones() 
     );
 
     // The failed fetch kept the cached keys: a fresh token with the known kid verifies.
-    let c = server.client_with_token(&idp.idp.mint(&spec(&[]))).await;
+    let c = server
+        .client_with_token(&idp.idp.mint(&spec(&["query"])))
+        .await;
     let john = ok(&c, "get_customer_detail", json!({"customer_id": 251})).await;
     assert_eq!(john["first_name"], "John");
     // A key the service has never seen cannot be trusted while the JWKS is down.
     idp.idp.rotate().expect("rotate");
-    let rotated = idp.idp.mint(&spec(&[]));
+    let rotated = idp.idp.mint(&spec(&["query"]));
     let response = post_mcp(&server, &[bearer(&rotated)], LIST_TOOLS).await;
     assert_unauthorized(
         "a rotated key during the outage",
@@ -621,15 +626,17 @@ async fn a_jwks_outage_keeps_the_cached_keys_and_fails_closed_on_unknown_ones() 
 #[tokio::test]
 async fn rotated_keys_are_accepted_without_a_restart() {
     let (idp, server) = stack(&[]).await;
-    let first = server.client_with_token(&idp.idp.mint(&spec(&[]))).await;
-    assert_eq!(first.list_all_tools().await.expect("tools/list").len(), 18);
+    let first = server
+        .client_with_token(&idp.idp.mint(&spec(&["query"])))
+        .await;
+    assert_eq!(first.list_all_tools().await.expect("tools/list").len(), 15);
     // The start-up load counts against the re-fetch interval: rotate once it has passed.
     tokio::time::sleep(Jwks::MIN_REFETCH + Duration::from_millis(500)).await;
     let old_key = idp.idp.signing_key();
     let new_kid = idp.idp.rotate().expect("rotate");
     assert_ne!(new_kid, old_key.kid());
 
-    let rotated = idp.idp.mint(&spec(&["security"]));
+    let rotated = idp.idp.mint(&spec(&ROLES));
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(rotated.split('.').next().expect("header"))
@@ -640,9 +647,9 @@ async fn rotated_keys_are_accepted_without_a_restart() {
     let c = server.client_with_token(&rotated).await;
     assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 19);
     // The previous key is still published, so tokens it signs keep verifying.
-    let old = old_key.sign(&old_key.header(), &idp.idp.claims(&spec(&[])));
+    let old = old_key.sign(&old_key.header(), &idp.idp.claims(&spec(&["query"])));
     let c = server.client_with_token(&old).await;
-    assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 18);
+    assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 15);
 }
 
 #[tokio::test]
@@ -676,8 +683,10 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
         "100 unknown kids made {fetched} JWKS fetches"
     );
     // The flood did not hurt honest callers.
-    let c = server.client_with_token(&idp.idp.mint(&spec(&[]))).await;
-    assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 18);
+    let c = server
+        .client_with_token(&idp.idp.mint(&spec(&["query"])))
+        .await;
+    assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 15);
 }
 
 #[tokio::test]
@@ -694,7 +703,9 @@ async fn keys_published_without_alg_still_verify() {
         idp.idp.jwks()
     );
     let server = jwt_server(&idp, &[]).await;
-    let c = server.client_with_token(&idp.idp.mint(&spec(&[]))).await;
+    let c = server
+        .client_with_token(&idp.idp.mint(&spec(&["query"])))
+        .await;
     let john = ok(&c, "get_customer_detail", json!({"customer_id": 251})).await;
     assert_eq!(john["first_name"], "John");
     // A key without `alg` does not open the door to other algorithms.
@@ -714,32 +725,135 @@ fn tool_names(tools: &[rmcp::model::Tool]) -> BTreeSet<String> {
     tools.iter().map(|t| t.name.to_string()).collect()
 }
 
+/// The least-privilege default: the roles of which a tool needs one.
+fn required_by_default(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "pay_invoice" | "update_subscription" => &["billing"],
+        "get_security_logs" | "unlock_account" => &["security"],
+        _ => &ROLES,
+    }
+}
+
 #[tokio::test]
-async fn the_default_policy_reserves_unlock_account_for_the_security_role() {
+async fn under_the_default_policy_query_cannot_write_and_a_token_without_roles_gets_nothing() {
     let (idp, server) = stack(&[]).await;
-    let plain = idp.idp.mint(&spec(&[]));
-    let c = server.client_with_token(&plain).await;
-    let tools = tool_names(&c.list_all_tools().await.expect("tools/list"));
-    assert_eq!(tools.len(), 18, "{tools:?}");
-    assert!(!tools.contains("unlock_account"));
-    let message = tool_error(&c, "unlock_account", json!({"customer_id": 254})).await;
+    // Tools seen by each subset of {query, billing, security}: 15 need any role, 2 billing, 2
+    // security.
+    let expected_counts = [
+        (&[][..], 0),
+        (&["query"][..], 15),
+        (&["billing"][..], 17),
+        (&["security"][..], 17),
+        (&["query", "billing"][..], 17),
+        (&["query", "security"][..], 17),
+        (&["billing", "security"][..], 19),
+        (&ROLES[..], 19),
+    ];
+    list_and_call_agree(&idp, &server, &expected_counts, required_by_default).await;
+
+    // A role the platform does not know is no role at all.
+    let stranger = server
+        .client_with_token(&idp.idp.mint(&spec(&["admin"])))
+        .await;
+    assert!(
+        stranger
+            .list_all_tools()
+            .await
+            .expect("tools/list")
+            .is_empty()
+    );
+    let message = tool_error(
+        &stranger,
+        "get_customer_detail",
+        json!({"customer_id": 251}),
+    )
+    .await;
     assert!(message.starts_with("not allowed"), "{message}");
-    assert!(message.contains("security"), "{message}");
-    assert_eq!(security_log(&c, 254).await["account_locked"], true);
 
     // The list depends on the caller: 2026-07-28 clients are told not to share it.
-    let new = server.client_2026_with_token(&plain).await;
+    let query = idp.idp.mint(&spec(&["query"]));
+    let new = server.client_2026_with_token(&query).await;
     let listed = new.list_tools(None).await.expect("tools/list (2026-07-28)");
     assert_eq!(listed.cache_scope, Some(CacheScope::Private));
-    assert_eq!(listed.tools.len(), 18);
+    assert_eq!(listed.tools.len(), 15);
+}
 
-    let security = server
-        .client_with_token(&idp.idp.mint(&spec(&["security"])))
-        .await;
-    let tools = security.list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), 19);
-    ok(&security, "unlock_account", json!({"customer_id": 254})).await;
-    assert_eq!(security_log(&c, 254).await["account_locked"], false);
+#[tokio::test]
+async fn the_role_names_of_the_default_policy_are_settings() {
+    let (idp, server) = stack(&[
+        ("QUERY_ROLE", "reader"),
+        ("BILLING_ROLE", "cashier"),
+        ("SECURITY_ROLE", "soc"),
+    ])
+    .await;
+    for (roles, count) in [
+        (&["query"][..], 0),
+        (&["reader"][..], 15),
+        (&["cashier"][..], 17),
+        (&["soc"][..], 17),
+    ] {
+        let c = server.client_with_token(&idp.idp.mint(&spec(roles))).await;
+        let listed = c.list_all_tools().await.expect("tools/list").len();
+        assert_eq!(listed, count, "{roles:?}");
+    }
+}
+
+/// For each role set: `tools/list` shows `count` tools, exactly those whose `required` roles
+/// the set meets; every tool's call is refused exactly when it is not listed, with a message
+/// naming the roles it needs; and a refused write changes nothing.
+async fn list_and_call_agree(
+    idp: &RunningIdp,
+    server: &Server,
+    expected_counts: &[(&[&str], usize)],
+    required: fn(&str) -> &'static [&'static str],
+) {
+    let admin = server.client_with_token(&idp.idp.mint(&spec(&ROLES))).await;
+    let calls = valid_calls(&admin).await;
+    assert_eq!(calls.len(), 19);
+    for (roles, count) in expected_counts {
+        let c = server.client_with_token(&idp.idp.mint(&spec(roles))).await;
+        let listed = tool_names(&c.list_all_tools().await.expect("tools/list"));
+        let expected: BTreeSet<String> = calls
+            .iter()
+            .map(|(tool, _)| *tool)
+            .filter(|tool| required(tool).iter().any(|r| roles.contains(r)))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(listed, expected, "{roles:?}");
+        assert_eq!(listed.len(), *count, "{roles:?}");
+        for (tool, args) in &calls {
+            let writes = WRITES.contains(tool);
+            let before = if writes {
+                Some(writable_state(&admin).await)
+            } else {
+                None
+            };
+            let result = call(&c, tool, args.clone()).await;
+            let message = text(&result);
+            let refused = result.is_error == Some(true) && message.starts_with("not allowed");
+            assert_eq!(
+                listed.contains(*tool),
+                !refused,
+                "{roles:?}: {tool} listed={} but the call said: {message}",
+                listed.contains(*tool)
+            );
+            if refused {
+                for role in required(tool) {
+                    assert!(message.contains(role), "{roles:?} {tool}: {message}");
+                }
+                if let Some(before) = before {
+                    assert_eq!(
+                        writable_state(&admin).await,
+                        before,
+                        "{roles:?}: the refused {tool} wrote something"
+                    );
+                }
+            } else if *tool != "unlock_account" {
+                // (254 unlocks once; later unlocks are refused as "not locked", not for roles.)
+                assert_ne!(result.is_error, Some(true), "{roles:?} {tool}: {message}");
+            }
+        }
+    }
 }
 
 const POLICY: &str = r#"
@@ -771,10 +885,6 @@ async fn under_a_policy_file_list_and_call_agree_for_every_role_set_and_tool() {
     let mut env = jwt_auth(idp.url());
     env.push(("ROLE_POLICY_FILE", policy));
     let server = Server::start_in(dir, &env).await;
-
-    let admin = server.client_with_token(&idp.idp.mint(&spec(&ROLES))).await;
-    let calls = valid_calls(&admin).await;
-    assert_eq!(calls.len(), 19);
     // Tools seen by each subset of {query, billing, security}: 15 need any role, 4 are narrower.
     let expected_counts = [
         (&[][..], 0),
@@ -786,37 +896,7 @@ async fn under_a_policy_file_list_and_call_agree_for_every_role_set_and_tool() {
         (&["billing", "security"][..], 19),
         (&ROLES[..], 19),
     ];
-    for (roles, count) in expected_counts {
-        let c = server.client_with_token(&idp.idp.mint(&spec(roles))).await;
-        let listed = tool_names(&c.list_all_tools().await.expect("tools/list"));
-        let expected: BTreeSet<String> = calls
-            .iter()
-            .map(|(tool, _)| *tool)
-            .filter(|tool| required_by_policy(tool).iter().any(|r| roles.contains(r)))
-            .map(str::to_owned)
-            .collect();
-        assert_eq!(listed, expected, "{roles:?}");
-        assert_eq!(listed.len(), count, "{roles:?}");
-        for (tool, args) in &calls {
-            let result = call(&c, tool, args.clone()).await;
-            let message = text(&result);
-            let refused = result.is_error == Some(true) && message.starts_with("not allowed");
-            assert_eq!(
-                listed.contains(*tool),
-                !refused,
-                "{roles:?}: {tool} listed={} but the call said: {message}",
-                listed.contains(*tool)
-            );
-            if refused {
-                for role in required_by_policy(tool) {
-                    assert!(message.contains(role), "{roles:?} {tool}: {message}");
-                }
-            } else if *tool != "unlock_account" {
-                // (254 unlocks once; later unlocks are refused as "not locked", not for roles.)
-                assert_ne!(result.is_error, Some(true), "{roles:?} {tool}: {message}");
-            }
-        }
-    }
+    list_and_call_agree(&idp, &server, &expected_counts, required_by_policy).await;
 }
 
 #[tokio::test]
@@ -874,13 +954,13 @@ async fn passthrough_mode_trusts_unsigned_tokens_but_still_requires_one() {
         }))
     };
     let query = server.client_with_token(&unsigned(&["query"])).await;
-    assert_eq!(query.list_all_tools().await.expect("tools/list").len(), 18);
+    assert_eq!(query.list_all_tools().await.expect("tools/list").len(), 15);
     let message = tool_error(&query, "unlock_account", json!({"customer_id": 254})).await;
     assert!(message.contains("security"), "{message}");
     let security = server.client_with_token(&unsigned(&["security"])).await;
     assert_eq!(
         security.list_all_tools().await.expect("tools/list").len(),
-        19
+        17
     );
     ok(&security, "unlock_account", json!({"customer_id": 254})).await;
 }
@@ -906,4 +986,72 @@ async fn disabled_mode_admits_requests_without_a_token() {
             .is_some_and(|a| a.starts_with("disabled")),
         "{ready}"
     );
+}
+
+#[tokio::test]
+async fn delegated_tokens_are_accepted_only_from_trusted_actors_one_level_deep() {
+    let (idp, server) = stack(&[("TRUSTED_ACTORS", "contoso-agent")]).await;
+    let delegated = |act: Value| {
+        let mut spec = spec(&["query"]);
+        spec.extra.insert("act".into(), act);
+        idp.idp.mint(&spec)
+    };
+    let trusted = delegated(json!({"sub": "contoso-agent"}));
+    let c = server.client_with_token(&trusted).await;
+    assert_eq!(
+        c.list_all_tools().await.expect("tools/list").len(),
+        15,
+        "the subject's roles apply to the agent acting for them"
+    );
+    for (what, act) in [
+        ("an actor nobody trusts", json!({"sub": "mallory"})),
+        (
+            "a trusted actor acting for another actor",
+            json!({"sub": "contoso-agent", "act": {"sub": "other-agent"}}),
+        ),
+        ("an actor without a name", json!({})),
+    ] {
+        let response = post_mcp(&server, &[bearer(&delegated(act))], LIST_TOOLS).await;
+        assert_unauthorized(what, response, &challenge(&local_base(&server), true)).await;
+    }
+
+    // Without TRUSTED_ACTORS no delegated token is accepted at all.
+    let strict = jwt_server(&idp, &[]).await;
+    let response = post_mcp(&strict, &[bearer(&trusted)], LIST_TOOLS).await;
+    assert_unauthorized(
+        "a delegated token, no actor trusted",
+        response,
+        &challenge(&local_base(&strict), true),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_mcp_api_audience_only_tokens_for_the_services_own_resource_are_accepted() {
+    let idp = spawn_idp(IdpConfig::default()).await;
+    let public = "https://tools.example.com";
+    let server = Server::start_with(&[
+        ("DISABLE_AUTH", "false"),
+        ("AUTH_ISSUER", idp.url()),
+        ("PUBLIC_BASE_URL", public),
+    ])
+    .await;
+    let own = TokenSpec {
+        audience: Some(format!("{public}/mcp")),
+        ..spec(&["query"])
+    };
+    let c = server.client_with_token(&idp.idp.mint(&own)).await;
+    assert_eq!(c.list_all_tools().await.expect("tools/list").len(), 15);
+    for other in [
+        "api://contoso-mcp",
+        "https://tools.example.com",
+        "https://other.example.com/mcp",
+    ] {
+        let token = idp.idp.mint(&TokenSpec {
+            audience: Some(other.to_owned()),
+            ..spec(&["query"])
+        });
+        let response = post_mcp(&server, &[bearer(&token)], LIST_TOOLS).await;
+        assert_unauthorized(other, response, &challenge(public, true)).await;
+    }
 }

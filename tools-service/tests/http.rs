@@ -358,8 +358,11 @@ async fn bad_configuration_exits_non_zero_naming_the_variable() {
         // Secure by default: no issuer and no development flag is a refusal to start.
         (&[], "AUTH_ISSUER"),
         (
-            &[("AUTH_ISSUER", "https://login.example.com")],
-            "MCP_API_AUDIENCE",
+            &[
+                ("AUTH_ISSUER", "https://login.example.com"),
+                ("SECURITY_ROLE", "query"),
+            ],
+            "SECURITY_ROLE",
         ),
         (&[dev, ("USE_PASSTHROUGH_AUTH", "true")], "DISABLE_AUTH"),
         (

@@ -16,6 +16,10 @@ use chrono::{DateTime, Utc};
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
 };
+use shared::{
+    auth::Identity,
+    mcp::{LegacySessionStore, SessionOwners},
+};
 use sqlx::{Row, Sqlite, SqlitePool, migrate::Migrator, query::Query, sqlite::SqliteArguments};
 
 use super::*;
@@ -65,6 +69,30 @@ impl SqliteConversations {
         self.clock.now().timestamp_millis()
     }
 
+    /// Forgets `owner`'s least recently active conversations beyond the per-owner cap, inside
+    /// the transaction that just added one.
+    async fn evict_beyond_cap(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        owner: &Owner,
+    ) -> MemoryResult<()> {
+        let evicted = sqlx::query(
+            "DELETE FROM conversations WHERE id IN \
+             (SELECT id FROM conversations WHERE tenant = ? AND subject = ? \
+              ORDER BY last_active_at DESC, created_at DESC LIMIT -1 OFFSET ?)",
+        )
+        .bind(&owner.tenant)
+        .bind(&owner.subject)
+        .bind(i64::from(self.config.max_conversations_per_owner))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if evicted > 0 {
+            tracing::info!(tenant = %owner.tenant, evicted, "oldest conversations forgotten: the owner is at the cap");
+        }
+        Ok(())
+    }
+
     /// Conversations last active at or before this instant are expired.
     fn expiry_cutoff(&self, now: i64) -> i64 {
         now.saturating_sub(self.config.ttl_millis())
@@ -111,6 +139,7 @@ impl ConversationStore for SqliteConversations {
     async fn create(&self, owner: &Owner) -> MemoryResult<ConversationId> {
         let id = ConversationId::generate()?;
         let now = self.now_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO conversations (id, tenant, subject, created_at, last_active_at) \
              VALUES (?, ?, ?, ?, ?)",
@@ -120,8 +149,10 @@ impl ConversationStore for SqliteConversations {
         .bind(&owner.subject)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.evict_beyond_cap(&mut tx, owner).await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -258,6 +289,7 @@ impl ConversationStore for SqliteConversations {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        self.evict_beyond_cap(&mut tx, owner).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -281,8 +313,12 @@ impl ConversationStore for SqliteConversations {
                 break;
             }
         }
-        // Few rows (one per legacy client session), so one statement.
+        // Few rows (one per legacy client session), so one statement each.
         sqlx::query("DELETE FROM mcp_sessions WHERE stored_at <= ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM mcp_session_owners WHERE bound_at <= ?")
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
@@ -315,13 +351,14 @@ impl SessionStore for SqliteConversations {
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         let key = SessionKey::of_session(session_id)?;
+        let json = bounded_handshake(state, self.config.max_handshake_bytes)?;
         sqlx::query(
             "INSERT INTO mcp_sessions (session_key, state, stored_at) VALUES (?, ?, ?) \
              ON CONFLICT (session_key) DO UPDATE SET state = excluded.state, \
              stored_at = excluded.stored_at",
         )
         .bind(key.as_str())
-        .bind(serde_json::to_string(state)?)
+        .bind(json)
         .bind(self.now_millis())
         .execute(&self.pool)
         .await?;
@@ -335,5 +372,116 @@ impl SessionStore for SqliteConversations {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// The handshake as recorded: whole when it fits in `max_bytes`; else without the client's
+/// `experimental` capabilities (which the experts never read); refused if still too big, so a
+/// client cannot make every replica store megabytes per session.
+fn bounded_handshake(state: &SessionState, max_bytes: usize) -> Result<String, SessionStoreError> {
+    let json = serde_json::to_string(state)?;
+    if json.len() <= max_bytes {
+        return Ok(json);
+    }
+    let mut trimmed = state.clone();
+    trimmed.initialize_params.capabilities.experimental = None;
+    let json = serde_json::to_string(&trimmed)?;
+    if json.len() <= max_bytes {
+        return Ok(json);
+    }
+    Err(format!(
+        "the session handshake is {} bytes, above the limit of {max_bytes}",
+        json.len()
+    )
+    .into())
+}
+
+fn owner_error(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+/// The owners of MCP sessions, beside their handshakes, expiring with them.
+#[async_trait]
+impl SessionOwners for SqliteConversations {
+    async fn bind(&self, session_id: &str, owner: &Identity) -> Result<(), String> {
+        let key = SessionKey::of_session(session_id).map_err(owner_error)?;
+        let now = self.now_millis();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(owner_error)?;
+        sqlx::query(
+            "INSERT INTO mcp_session_owners (session_key, tenant, subject, bound_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(key.as_str())
+        .bind(&owner.tenant)
+        .bind(&owner.subject)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(owner_error)?;
+        // The owner's oldest sessions beyond the cap end: their handshakes go too, so no replica
+        // can take them over.
+        let evicted: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM mcp_session_owners WHERE session_key IN \
+             (SELECT session_key FROM mcp_session_owners WHERE tenant = ? AND subject = ? \
+              ORDER BY bound_at DESC LIMIT -1 OFFSET ?) RETURNING session_key",
+        )
+        .bind(&owner.tenant)
+        .bind(&owner.subject)
+        .bind(i64::from(self.config.max_sessions_per_owner))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(owner_error)?;
+        for session_key in &evicted {
+            sqlx::query("DELETE FROM mcp_sessions WHERE session_key = ?")
+                .bind(session_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(owner_error)?;
+        }
+        tx.commit().await.map_err(owner_error)?;
+        if !evicted.is_empty() {
+            tracing::info!(tenant = %owner.tenant, evicted = evicted.len(), "oldest MCP sessions ended: the owner is at the cap");
+        }
+        Ok(())
+    }
+
+    async fn owned_by(&self, session_id: &str, caller: &Identity) -> Result<bool, String> {
+        let Ok(key) = SessionKey::of_session(session_id) else {
+            // Not even a well-formed id: unknown to everyone.
+            return Ok(false);
+        };
+        let cutoff = self.expiry_cutoff(self.now_millis());
+        let owned: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM mcp_session_owners \
+             WHERE session_key = ? AND tenant = ? AND subject = ? AND bound_at > ?",
+        )
+        .bind(key.as_str())
+        .bind(&caller.tenant)
+        .bind(&caller.subject)
+        .bind(cutoff)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(owner_error)?;
+        Ok(owned.is_some())
+    }
+
+    async fn forget(&self, session_id: &str) -> Result<(), String> {
+        let key = SessionKey::of_session(session_id).map_err(owner_error)?;
+        sqlx::query("DELETE FROM mcp_session_owners WHERE session_key = ?")
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(owner_error)?;
+        Ok(())
+    }
+}
+
+impl LegacySessionStore for SqliteConversations {
+    fn as_session_store(self: Arc<Self>) -> Arc<dyn SessionStore> {
+        self
     }
 }

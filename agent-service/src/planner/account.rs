@@ -15,6 +15,10 @@ use super::{
 };
 
 const UNLOCK: &str = "unlock_account";
+/// The answer to a request to unlock from a caller without the role to.
+const NOT_ALLOWED_TO_UNLOCK: &str = "You asked me to unlock the account, but you are not \
+allowed to: unlocking an account needs the security role, which your sign-in does not have. I \
+have not unlocked it. Someone with the security role can ask the account expert to unlock it.";
 
 /// A locked account or sign-in trouble: the security log, whether the account is locked and
 /// since when, the unlock (only if `unlock_asked` and the caller may), and the verification
@@ -31,7 +35,11 @@ pub async fn locked(probe: &Probe<'_>, customer: i64, unlock_asked: bool) -> Res
     );
     cited?;
     let Some(logs) = answer.got(logs?, &format!("the security log of customer {customer}")) else {
-        if unlock_asked {
+        // Reading security logs and unlocking are both the security role's: a caller without
+        // it learns first that they may not unlock, not merely that the log was out of reach.
+        if unlock_asked && !probe.can(UNLOCK) {
+            answer.say(NOT_ALLOWED_TO_UNLOCK);
+        } else if unlock_asked {
             answer.say(
                 "Without the security log I cannot confirm the account is locked, so I have \
                  not unlocked it.",
@@ -95,12 +103,7 @@ pub async fn locked(probe: &Probe<'_>, customer: i64, unlock_asked: bool) -> Res
                     ));
                 }
             }
-            (true, false) => answer.say(
-                "You asked me to unlock the account, but you are not allowed to: unlocking an \
-                 account needs the security role, which your sign-in does not have. I have not \
-                 unlocked it; the account stays locked. Someone with the security role can ask \
-                 the account expert to unlock it.",
-            ),
+            (true, false) => answer.say(NOT_ALLOWED_TO_UNLOCK),
             (false, true) => answer.say(
                 "I can unlock the account once the customer's identity is verified: ask me to \
                  unlock it.",

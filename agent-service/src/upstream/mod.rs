@@ -2,11 +2,13 @@
 //!
 //! An agent reaches the tools service with its caller's authority: [`ToolsClient`] (one per
 //! service: where the tools service is, how to get a token) opens a [`ToolsConnection`] per
-//! agent request with the token its [`TokenSource`] gives for that caller, so the tools service
-//! applies the caller's tenant and roles to every inner `tools/list` and `tools/call`.
+//! agent request with the token its [`TokenSource`] gives for that caller (a delegated token
+//! carrying the caller's tenant and roles), so the tools service applies them to every inner
+//! `tools/list` and `tools/call`.
 //!
-//! - [`token`]: the token of inner calls (today the caller's own, later an on-behalf-of
-//!   exchange), never shown in `Debug` or logs;
+//! - [`token`]: the token of inner calls, never shown in `Debug` or logs;
+//! - [`exchange`]: that token obtained by exchanging the caller's (RFC 8693 or Entra
+//!   on-behalf-of), so the caller's own token never leaves the agent service;
 //! - [`connection`]: the tools a caller may use within an expert's subset, and calls whose
 //!   outcome (result, tool error, JSON-RPC error) is a value for the agent loop;
 //! - [`progress`]: inner progress relayed to the caller, in order.
@@ -16,6 +18,7 @@
 //! service takes as the cancellation of that request.
 
 pub mod connection;
+pub mod exchange;
 pub mod progress;
 pub mod token;
 

@@ -1,10 +1,10 @@
 //! Where the bearer token of an inner call comes from.
 //!
 //! Every call to the tools service carries a token that the tools service verifies and applies
-//! its role policy to, so the token decides what an agent may do. Today that is the caller's own
-//! token ([`PassThrough`]): the agent acts with exactly its caller's authority. Later an OAuth
-//! token exchange (on-behalf-of) can mint a token for the tools service from the caller's; it
-//! implements [`TokenSource`] and nothing that connects changes.
+//! its role policy to, so the token decides what an agent may do. By default it is a delegated
+//! token the issuer gives in exchange for the caller's ([`super::exchange`]); [`PassThrough`],
+//! the caller's own token, is a development choice (`TOKEN_EXCHANGE=passthrough`) that the
+//! MCP authorization specification forbids in production.
 
 use std::fmt;
 
@@ -58,8 +58,9 @@ pub trait TokenSource: fmt::Debug + Send + Sync {
     async fn token_for(&self, caller: &BearerToken) -> Result<BearerToken, TokenError>;
 }
 
-/// The caller's own token, unchanged: the tools service sees the caller, with the caller's
-/// tenant and roles, so the agent can never do what its caller could not.
+/// The caller's own token, unchanged (`TOKEN_EXCHANGE=passthrough`, development only): the
+/// tools service sees the caller as if they had called it directly, and cannot tell the agent
+/// is involved. The token must then be issued for the tools service as well.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassThrough;
 

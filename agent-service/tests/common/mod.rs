@@ -32,6 +32,29 @@ impl Drop for Stack {
     }
 }
 
+/// The agent service's resource, which the harness's people get tokens for (the IdP's first
+/// audience, so a [`TokenSpec`] that names none is for the agent service).
+pub const AGENT_AUDIENCE: &str = "api://contoso-agent";
+/// The tools service's resource: what the agent exchanges callers' tokens for.
+pub const TOOLS_AUDIENCE: &str = defaults::AUDIENCE;
+
+/// The harness's identity provider: people's clients may target both services; the agent's
+/// client (`contoso-agent`) may exchange callers' tokens for the tools service.
+pub fn idp_config() -> IdpConfig {
+    let both = vec![AGENT_AUDIENCE.to_owned(), TOOLS_AUDIENCE.to_owned()];
+    let mut clients = defaults::clients_for(&both);
+    clients.push(defaults::agent_client(
+        defaults::AGENT_CLIENT_ID,
+        &[AGENT_AUDIENCE.to_owned()],
+        &[TOOLS_AUDIENCE.to_owned()],
+    ));
+    IdpConfig {
+        audiences: both,
+        clients,
+        ..IdpConfig::default()
+    }
+}
+
 impl Stack {
     /// `step_ms`: the duration of each of `trouble_shoot_device`'s nine steps.
     pub async fn start(step_ms: u64) -> Stack {
@@ -40,8 +63,14 @@ impl Stack {
 
     /// [`Stack::start`] with more tools-service flags.
     pub async fn start_with(step_ms: u64, extra: &[(&str, &str)]) -> Stack {
+        let idp = idp::spawn(idp_config()).await.expect("IdP");
+        Stack::start_on(idp, step_ms, extra).await
+    }
+
+    /// [`Stack::start_with`] on a given identity provider. The tools service accepts
+    /// [`TOOLS_AUDIENCE`] and trusts the agent's delegated tokens unless `extra` says otherwise.
+    pub async fn start_on(idp: RunningIdp, step_ms: u64, extra: &[(&str, &str)]) -> Stack {
         capture_logs();
-        let idp = idp::spawn(IdpConfig::default()).await.expect("IdP");
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -50,21 +79,17 @@ impl Stack {
         let flags = [
             ("--disable-auth", "false"),
             ("--auth-issuer", idp.url()),
-            ("--mcp-api-audience", defaults::AUDIENCE),
+            ("--mcp-api-audience", TOOLS_AUDIENCE),
+            ("--trusted-actors", defaults::AGENT_CLIENT_ID),
             ("--db-path", &db),
             ("--seed-customer-count", "5"),
             ("--bind-addr", "127.0.0.1:0"),
             ("--troubleshoot-step-ms", &step),
         ];
-        let config = tools_service::Config::try_parse_from_args(
-            flags
-                .iter()
-                .chain(extra)
-                .flat_map(|&(flag, value)| [flag.to_owned(), value.to_owned()]),
-        )
-        .expect("tools-service flags")
-        .into_valid()
-        .expect("valid tools-service configuration");
+        let config = tools_service::Config::try_parse_from_args(merge_flags(&flags, extra))
+            .expect("tools-service flags")
+            .into_valid()
+            .expect("valid tools-service configuration");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(tools_service::run(config, listener, async move {
             let _ = stopped.await;
@@ -92,8 +117,21 @@ impl Stack {
         ))
     }
 
+    /// A token for the tools service (unless `spec` names another audience).
     pub fn token_with(&self, spec: TokenSpec) -> BearerToken {
+        let spec = TokenSpec {
+            audience: spec.audience.or_else(|| Some(TOOLS_AUDIENCE.to_owned())),
+            ..spec
+        };
         BearerToken::new(self.idp.idp.mint(&spec))
+    }
+
+    /// A token for the agent service, of `subject` in contoso with `roles`.
+    pub fn agent_token(&self, roles: &[&str], subject: &str) -> String {
+        self.idp.idp.mint(&TokenSpec {
+            audience: Some(AGENT_AUDIENCE.to_owned()),
+            ..TokenSpec::new(defaults::CONTOSO, roles.iter().copied(), subject)
+        })
     }
 
     pub fn client(&self) -> ToolsClient {
@@ -183,27 +221,42 @@ pub fn capture_logs() {
         .try_init();
 }
 
+/// `defaults` (flag, value) pairs with `extra` on top: a flag `extra` gives replaces the default
+/// one (clap refuses a single-valued flag given twice, and appends to a list flag).
+pub fn merge_flags(defaults: &[(&str, &str)], extra: &[(&str, &str)]) -> Vec<String> {
+    defaults
+        .iter()
+        .filter(|(flag, _)| !extra.iter().any(|(given, _)| given == flag))
+        .chain(extra)
+        .flat_map(|&(flag, value)| [flag.to_owned(), value.to_owned()])
+        .collect()
+}
+
 /// The flags of an agent service on `127.0.0.1:0` verifying tokens of `stack`'s identity
-/// provider, calling `stack`'s tools service, with conversation memory in `db`.
-pub fn agent_flags(stack: &Stack, db: &std::path::Path) -> Vec<String> {
-    [
-        "--disable-auth",
-        "false",
-        "--use-passthrough-auth",
-        "false",
-        "--auth-issuer",
-        stack.idp.url(),
-        "--mcp-api-audience",
-        defaults::AUDIENCE,
-        "--db-path",
-        &db.display().to_string(),
-        "--mcp-server-uri",
-        &stack.tools_url,
-        "--bind-addr",
-        "127.0.0.1:0",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+/// provider for [`AGENT_AUDIENCE`], calling `stack`'s tools service with tokens exchanged as
+/// `contoso-agent`, with conversation memory in `db`, and `extra` (pairs of flag and value) on
+/// top.
+pub fn agent_flags(stack: &Stack, db: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let db = db.display().to_string();
+    let secret = format!("{}-secret", defaults::AGENT_CLIENT_ID);
+    let defaults = [
+        ("--disable-auth", "false"),
+        ("--use-passthrough-auth", "false"),
+        ("--auth-issuer", stack.idp.url()),
+        ("--mcp-api-audience", AGENT_AUDIENCE),
+        ("--db-path", &db),
+        ("--mcp-server-uri", &stack.tools_url),
+        ("--bind-addr", "127.0.0.1:0"),
+        ("--token-exchange", "rfc8693"),
+        ("--agent-client-id", defaults::AGENT_CLIENT_ID),
+        ("--agent-client-secret", &secret),
+        ("--mcp-server-audience", TOOLS_AUDIENCE),
+    ];
+    let extra: Vec<(&str, &str)> = extra
+        .chunks(2)
+        .map(|pair| (pair[0], pair.get(1).copied().unwrap_or_default()))
+        .collect();
+    merge_flags(&defaults, &extra)
 }
 
 /// An agent service in this process on `127.0.0.1:0`, verifying tokens of `stack`'s identity
@@ -226,14 +279,10 @@ impl AgentService {
     pub async fn start(stack: &Stack, db: &std::path::Path, extra: &[&str]) -> AgentService {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let config = agent_service::Config::try_parse_from_args(
-            agent_flags(stack, db)
-                .into_iter()
-                .chain(extra.iter().map(|s| (*s).to_owned())),
-        )
-        .expect("agent-service flags")
-        .into_valid()
-        .expect("valid agent-service configuration");
+        let config = agent_service::Config::try_parse_from_args(agent_flags(stack, db, extra))
+            .expect("agent-service flags")
+            .into_valid()
+            .expect("valid agent-service configuration");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent_service::run(config, listener, async move {
             let _ = stopped.await;

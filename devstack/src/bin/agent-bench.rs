@@ -6,19 +6,33 @@
 //! answers. A turn with `k` calls costs `fixed + k * (inner call + agent overhead + model round
 //! trip) + model round trip`, so the slope between `k = 1` and `k = K` is the cost per inner call;
 //! subtracting a direct `tools/call` and a model round trip (both measured here too) leaves the
-//! agent's own overhead per inner call. All figures are medians of sequential requests.
+//! agent's own overhead per inner call. The inner calls carry delegated tokens, as in
+//! production: the agent exchanges the caller's token at the identity provider (RFC 8693) once
+//! and reuses it; what one exchange costs, and a cached one, is measured too. All figures are
+//! medians of sequential requests.
 //!
 //! Run: `cargo build --release -p tools-service -p agent-service -p devstack && target/release/agent-bench`
 #![allow(clippy::print_stdout)] // printing the report is this program's job
 
 use std::time::{Duration, Instant};
 
+use agent_service::upstream::{
+    BearerToken, TokenSource,
+    exchange::{ClientAuth, ExchangeSettings, Grant, TokenExchange},
+};
 use anyhow::Context;
 use axum::{Json, Router, routing::post};
 use clap::Parser;
-use devstack::{idp::defaults, load};
+use devstack::{
+    idp::{IdpConfig, TokenSpec, defaults},
+    load,
+};
 use serde_json::{Value, json};
+use shared::config::Secret;
 use tokio::net::TcpListener;
+
+/// The agent service's resource, which the benchmark's caller has a token for.
+const AGENT_AUDIENCE: &str = "api://contoso-agent";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,7 +102,28 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tools_bin = load::sibling_binary("tools-service")?;
     let agent_bin = load::sibling_binary("agent-service")?;
-    let (dir, idp, token) = load::bench_setup("agent-bench").await?;
+    // People get tokens for the agent service (the first audience); the agent's client
+    // exchanges them for the tools service.
+    let people = vec![AGENT_AUDIENCE.to_owned()];
+    let tools = vec![defaults::AUDIENCE.to_owned()];
+    let mut clients = defaults::clients_for(&people);
+    clients.push(defaults::agent_client(
+        defaults::AGENT_CLIENT_ID,
+        &people,
+        &tools,
+    ));
+    let config = IdpConfig {
+        audiences: vec![AGENT_AUDIENCE.to_owned(), defaults::AUDIENCE.to_owned()],
+        clients,
+        ..IdpConfig::default()
+    };
+    let (dir, idp, token) = load::bench_setup("agent-bench", config).await?;
+    let tools_token = idp.idp.mint(&TokenSpec {
+        audience: Some(defaults::AUDIENCE.to_owned()),
+        lifetime: Duration::from_secs(3600),
+        ..TokenSpec::new(defaults::CONTOSO, ["query"], "agent-bench")
+    });
+    let secret = format!("{}-secret", defaults::AGENT_CLIENT_ID);
     let model_listener = TcpListener::bind("127.0.0.1:0").await?;
     let model_url = format!("http://{}/v1", model_listener.local_addr()?);
     let app = Router::new().route("/v1/chat/completions", post(model));
@@ -98,7 +133,6 @@ async fn main() -> anyhow::Result<()> {
         let mut env = vec![
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("AUTH_ISSUER", idp.url().to_owned()),
-            ("MCP_API_AUDIENCE", defaults::AUDIENCE.to_owned()),
             ("DISABLE_AUTH", "false".to_owned()),
             ("USE_PASSTHROUGH_AUTH", "false".to_owned()),
             ("RUST_LOG", "warn,shared::http=info".to_owned()),
@@ -112,11 +146,13 @@ async fn main() -> anyhow::Result<()> {
         auth(vec![
             ("DB_PATH", dir.join("tools.db").display().to_string()),
             ("SEED_CUSTOMER_COUNT", "250".to_owned()),
+            ("MCP_API_AUDIENCE", defaults::AUDIENCE.to_owned()),
+            ("TRUSTED_ACTORS", defaults::AGENT_CLIENT_ID.to_owned()),
         ]),
     )
     .await?;
     let tools_url = format!("http://{}/mcp", tools.addr);
-    load::until_listing(&tools_url, Some(&token), Duration::from_secs(60)).await?;
+    load::until_listing(&tools_url, Some(&tools_token), Duration::from_secs(60)).await?;
     let agent = load::spawn(
         &agent_bin,
         &[],
@@ -125,6 +161,10 @@ async fn main() -> anyhow::Result<()> {
             ("MCP_SERVER_URI", tools_url.clone()),
             ("OPENAI_BASE_URL", model_url.clone()),
             ("OPENAI_MODEL", "instant".to_owned()),
+            ("MCP_API_AUDIENCE", AGENT_AUDIENCE.to_owned()),
+            ("AGENT_CLIENT_ID", defaults::AGENT_CLIENT_ID.to_owned()),
+            ("AGENT_CLIENT_SECRET", secret.clone()),
+            ("MCP_SERVER_AUDIENCE", defaults::AUDIENCE.to_owned()),
         ]),
     )
     .await?;
@@ -134,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let direct = median_of(args.requests, || async {
         let params = json!({"name": "get_customer_detail", "arguments": {"customer_id": 251}});
-        load::rpc(&http, &tools_url, Some(&token), "tools/call", params).await?;
+        load::rpc(&http, &tools_url, Some(&tools_token), "tools/call", params).await?;
         Ok(())
     })
     .await?;
@@ -167,6 +207,30 @@ async fn main() -> anyhow::Result<()> {
     };
     let one = turn(1).await?;
     let many = turn(args.calls).await?;
+    // The exchange alone, as the agent makes it: first sight of a caller's token (a round trip
+    // to the identity provider, which verifies and signs), and the same token again (cached).
+    let exchange = TokenExchange::new(
+        ExchangeSettings {
+            grant: Grant::Rfc8693,
+            token_endpoint: format!("{}/token", idp.url()),
+            client_id: defaults::AGENT_CLIENT_ID.to_owned(),
+            client_secret: Secret::new(secret.clone()),
+            client_auth: ClientAuth::Basic,
+            audience: defaults::AUDIENCE.to_owned(),
+        },
+        http.clone(),
+    );
+    let caller = BearerToken::new(token.clone());
+    let first_exchange = median_of(args.requests, || async {
+        exchange.exchange(&caller).await?;
+        Ok(())
+    })
+    .await?;
+    let cached_exchange = median_of(args.requests, || async {
+        exchange.token_for(&caller).await?;
+        Ok(())
+    })
+    .await?;
     let per_call = (many.saturating_sub(one)) / u32::try_from(args.calls - 1)?;
     let overhead = per_call.saturating_sub(direct).saturating_sub(round_trip);
     let fixed = one.saturating_sub(per_call).saturating_sub(round_trip);
@@ -203,6 +267,11 @@ async fn main() -> anyhow::Result<()> {
         "| agent fixed cost per turn (conversation, connection, memory write) | {:.3} |",
         ms(fixed)
     );
+    println!(
+        "| token exchange, first sight of a caller's token (RFC 8693 round trip) | {:.3} |",
+        ms(first_exchange)
+    );
+    println!("| token exchange, cached | {:.4} |", ms(cached_exchange));
     drop(agent);
     drop(tools);
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use devstack::{
-    idp::defaults,
+    idp::{IdpConfig, defaults},
     load::{self, Calls, Measurement},
 };
 use serde_json::json;
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tools_bin = load::sibling_binary("tools-service")?;
     let gateway_bin = load::sibling_binary("gateway")?;
-    let (dir, idp, token) = load::bench_setup("gateway-bench").await?;
+    let (dir, idp, token) = load::bench_setup("gateway-bench", IdpConfig::default()).await?;
 
     let backend = load::spawn(
         &tools_bin,
@@ -78,12 +78,14 @@ listen = "127.0.0.1:0"
 public_base_url = "http://127.0.0.1"
 [auth]
 issuer = "{issuer}"
-audiences = ["{audience}"]
 [[routes]]
 name = "contoso"
 prefix = "/contoso-mcp"
 upstreams = ["{backend}"]
 allowed_tenants = ["{tenant}"]
+# The backend's audience, as a route behind Entra lists its application ID URI: one token
+# serves both sides of the comparison.
+audiences = ["{audience}"]
 "#,
             issuer = idp.url(),
             audience = defaults::AUDIENCE,

@@ -1,6 +1,9 @@
 //! The test harness shared by the gateway's live-traffic tests: a real gateway on
 //! `127.0.0.1:0` in front of real tools-services or small upstreams that show what they
 //! received, with tokens from the devstack IdP.
+//!
+//! Routes keep their default audience, their resource URL, so a token must be minted for the
+//! route it is sent to ([`Gateway::token`]); [`token`] makes one for no route at all.
 
 #![allow(dead_code)]
 
@@ -13,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::Request, routing::get};
+use axum::{Json, Router, extract::Request, response::IntoResponse};
 use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
 use gateway::Config;
 use serde_json::{Value, json};
@@ -55,11 +58,9 @@ impl Gateway {
             public_base_url = "http://{addr}"
             [auth]
             issuer = "{issuer}"
-            audiences = ["{audience}"]
             {routes}
             "#,
             issuer = idp.url(),
-            audience = defaults::AUDIENCE,
         ))
         .expect("valid configuration");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -84,6 +85,22 @@ impl Gateway {
         format!("{}{path}", self.url)
     }
 
+    /// The resource URL of the route at `prefix`: its default audience.
+    pub fn resource(&self, prefix: &str) -> String {
+        self.url(&format!("{prefix}/mcp"))
+    }
+
+    /// A token of `tenant` (role `query`) for the route at `prefix`. It names the backends'
+    /// audience too, as an Entra token for an application the route lists would, so that a real
+    /// tools-service behind the route accepts it as well.
+    pub fn token(&self, idp: &RunningIdp, tenant: &str, prefix: &str) -> String {
+        mint_for(
+            idp,
+            tenant,
+            json!([self.resource(prefix), defaults::AUDIENCE]),
+        )
+    }
+
     /// Stops it; with nothing in flight, idle keep-alive connections must not delay that.
     pub async fn stop(mut self) {
         self.stop.take();
@@ -104,8 +121,17 @@ pub async fn idp() -> RunningIdp {
     idp::spawn(IdpConfig::default()).await.expect("IdP")
 }
 
+/// A token of `tenant` for the IdP's default audience, which no gateway route accepts (a
+/// tools-service called directly does).
 pub fn token(idp: &RunningIdp, tenant: &str) -> String {
     idp.idp.mint(&TokenSpec::new(tenant, ["query"], "alice"))
+}
+
+/// A token of `tenant` (role `query`) whose `aud` is `aud`: a string or a list of them.
+pub fn mint_for(idp: &RunningIdp, tenant: &str, aud: Value) -> String {
+    let mut spec = TokenSpec::new(tenant, ["query"], "alice");
+    spec.extra.insert("aud".to_owned(), aud);
+    idp.idp.mint(&spec)
 }
 
 /// `GET url` with `token` as the bearer.
@@ -227,14 +253,15 @@ pub async fn tools_service_with(issuer: &str, extra: &[&str]) -> ToolsService {
     }
 }
 
-/// An upstream that answers every request with what it received, and counts them.
+/// An upstream that answers every request the gateway forwards with what it received, and
+/// counts them (the gateway's health probes are answered `ok` and not counted).
 pub async fn echo_upstream() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     echo_upstream_on(listener)
 }
 
 /// [`echo_upstream`] on a listener of the caller's (to bring an upstream back on its old port).
-/// `/slow` answers after 1.5 s of silence.
+/// A request with `slow` in its query answers after 1.5 s of silence.
 pub fn echo_upstream_on(listener: TcpListener) -> (String, Arc<AtomicUsize>) {
     let (addr, hits, stop) = stoppable_echo_upstream_on(listener);
     // Never stopped: the upstream lives as long as the test's runtime.
@@ -251,37 +278,36 @@ pub fn stoppable_echo_upstream_on(
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let name = addr.clone();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                "finally"
-            }),
-        )
-        .fallback(move |request: Request| {
-            let (counter, name) = (counter.clone(), name.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let headers: HashMap<String, Vec<String>> = request
-                    .headers()
-                    .keys()
-                    .map(|name| {
-                        let values = request
-                            .headers()
-                            .get_all(name)
-                            .iter()
-                            .map(|v| v.to_str().unwrap_or("?").to_owned())
-                            .collect();
-                        (name.as_str().to_owned(), values)
-                    })
-                    .collect();
-                Json(
-                    json!({"upstream": name, "uri": request.uri().to_string(), "headers": headers}),
-                )
+    let app = Router::new().fallback(move |request: Request| {
+        let (counter, name) = (counter.clone(), name.clone());
+        async move {
+            // The gateway's own health probes carry no request id; everything it forwards
+            // does, whatever the path (a forwarded /healthz counts too).
+            if !request.headers().contains_key("x-request-id") {
+                return "ok".into_response();
             }
-        });
+            counter.fetch_add(1, Ordering::SeqCst);
+            if request.uri().query().is_some_and(|q| q.contains("slow")) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                return "finally".into_response();
+            }
+            let headers: HashMap<String, Vec<String>> = request
+                .headers()
+                .keys()
+                .map(|name| {
+                    let values = request
+                        .headers()
+                        .get_all(name)
+                        .iter()
+                        .map(|v| v.to_str().unwrap_or("?").to_owned())
+                        .collect();
+                    (name.as_str().to_owned(), values)
+                })
+                .collect();
+            Json(json!({"upstream": name, "uri": request.uri().to_string(), "headers": headers}))
+                .into_response()
+        }
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         axum::serve(listener, app)

@@ -12,6 +12,7 @@ use clap::ArgAction;
 use super::{
     RolePolicy,
     jwks::{Jwks, discover},
+    policy::PlatformRoles,
     verifier::{JwtVerifier, VerifierSettings},
 };
 use crate::config::{ConfigError, boolish};
@@ -27,9 +28,16 @@ pub struct AuthArgs {
     /// Microsoft Entra tenant id: shorthand for the issuer `https://login.microsoftonline.com/<id>/v2.0`.
     #[arg(long, env = "AAD_TENANT_ID")]
     pub aad_tenant_id: Option<String>,
-    /// Accepted token audiences (`aud`), comma separated, e.g. `api://contoso-mcp`.
+    /// Accepted token audiences (`aud`), comma separated: this server's own resource
+    /// identifiers, e.g. its public MCP URL and its Entra application ID URI. Default: the
+    /// resource URL `<PUBLIC_BASE_URL>/mcp`, the `resource` of the RFC 9728 metadata.
     #[arg(long, env = "MCP_API_AUDIENCE", value_delimiter = ',')]
     pub mcp_api_audience: Vec<String>,
+    /// Client ids trusted to present delegated tokens (`act`, RFC 8693) on their subject's behalf,
+    /// comma separated, e.g. the agent service's client id. Default: none, so every delegated
+    /// token is refused.
+    #[arg(long, env = "TRUSTED_ACTORS", value_delimiter = ',')]
+    pub trusted_actors: Vec<String>,
     /// Tenant ids (`tid`) admitted, comma separated; empty admits every tenant of the issuer.
     #[arg(long, env = "ALLOWED_TENANTS", value_delimiter = ',')]
     pub allowed_tenants: Vec<String>,
@@ -43,7 +51,15 @@ pub struct AuthArgs {
     /// (default: every role the policy names).
     #[arg(long, env = "AUTH_DEFAULT_ROLES", value_delimiter = ',')]
     pub auth_default_roles: Vec<String>,
-    /// Role required by `unlock_account` in the default policy.
+    /// Role of read-only staff in the default policy: every read tool, no write.
+    #[arg(long, env = "QUERY_ROLE", default_value = "query")]
+    pub query_role: String,
+    /// Role of billing staff in the default policy: the read tools, `pay_invoice` and
+    /// `update_subscription`.
+    #[arg(long, env = "BILLING_ROLE", default_value = "billing")]
+    pub billing_role: String,
+    /// Role of security staff in the default policy: the read tools, `get_security_logs` and
+    /// `unlock_account`.
     #[arg(long, env = "SECURITY_ROLE", default_value = "security")]
     pub security_role: String,
     /// Role policy file (TOML) replacing the default policy.
@@ -52,7 +68,8 @@ pub struct AuthArgs {
     /// Public URL of this service as clients see it (for the OAuth metadata); default: the bound address.
     #[arg(long, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
-    /// Scopes advertised in the OAuth metadata; default: `<first audience>/.default`.
+    /// Scopes advertised in the OAuth metadata; default: none for a resource URL audience
+    /// (clients send `resource`), `<audience>/.default` for an application ID URI.
     #[arg(long, env = "AUTH_SCOPES", value_delimiter = ',')]
     pub auth_scopes: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -123,7 +140,7 @@ fn non_empty(values: &[String]) -> Vec<String> {
 impl AuthArgs {
     pub fn plan(&self) -> Result<AuthPlan, ConfigError> {
         let policy = match &self.role_policy_file {
-            None => RolePolicy::reference(&self.security_role),
+            None => RolePolicy::least_privilege(&self.platform_roles()?),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError::new(
@@ -175,12 +192,6 @@ impl AuthArgs {
                     format!("{issuer:?} is not an http(s) URL"),
                 ));
             }
-            if audiences.is_empty() {
-                return Err(ConfigError::new(
-                    "MCP_API_AUDIENCE",
-                    "set the audience(s) tokens must be issued for, e.g. api://contoso-mcp",
-                ));
-            }
             let allowed = non_empty(&self.allowed_tenants);
             PlanKind::Jwt {
                 settings: VerifierSettings {
@@ -188,14 +199,18 @@ impl AuthArgs {
                     audiences: audiences.clone(),
                     allowed_tenants: (!allowed.is_empty()).then(|| allowed.into_iter().collect()),
                     leeway: Duration::from_secs(self.auth_leeway_secs),
+                    trusted_actors: non_empty(&self.trusted_actors).into_iter().collect(),
                 },
                 jwks_uri: self.auth_jwks_uri.clone().filter(|u| !u.trim().is_empty()),
             }
         };
+        // A URL audience is asked for with RFC 8707 `resource`; an application ID URI
+        // (`api://...`, Entra) with the `<uri>/.default` scope.
         let scopes = match non_empty(&self.auth_scopes) {
             scopes if !scopes.is_empty() => scopes,
             _ => audiences
-                .first()
+                .iter()
+                .find(|a| !a.starts_with("http://") && !a.starts_with("https://"))
                 .map(|a| vec![format!("{a}/.default")])
                 .unwrap_or_default(),
         };
@@ -211,20 +226,56 @@ impl AuthArgs {
     }
 }
 
+impl AuthArgs {
+    /// The roles the default policy gives out; three distinct, non-empty names.
+    fn platform_roles(&self) -> Result<PlatformRoles, ConfigError> {
+        let roles = PlatformRoles {
+            query: self.query_role.trim().to_owned(),
+            billing: self.billing_role.trim().to_owned(),
+            security: self.security_role.trim().to_owned(),
+        };
+        for (variable, role) in [
+            ("QUERY_ROLE", &roles.query),
+            ("BILLING_ROLE", &roles.billing),
+            ("SECURITY_ROLE", &roles.security),
+        ] {
+            if role.is_empty() {
+                return Err(ConfigError::new(variable, "the role name is empty"));
+            }
+        }
+        if roles.query == roles.billing
+            || roles.query == roles.security
+            || roles.billing == roles.security
+        {
+            return Err(ConfigError::new(
+                "QUERY_ROLE",
+                "QUERY_ROLE, BILLING_ROLE and SECURITY_ROLE must be three different roles",
+            ));
+        }
+        Ok(roles)
+    }
+}
+
 impl AuthPlan {
+    /// The public URL of a service whose listener is bound to `bound`: `PUBLIC_BASE_URL`, else
+    /// the bound address.
+    pub fn public_base_url(&self, bound: &std::io::Result<std::net::SocketAddr>) -> String {
+        self.public_base_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                bound.as_ref().map(|a| a.to_string()).unwrap_or_default()
+            )
+        })
+    }
+
     /// The request authenticator of a service whose listener is bound to `bound`: the public
-    /// URL (metadata, `WWW-Authenticate`) is `PUBLIC_BASE_URL`, else the bound address.
+    /// URL (metadata, `WWW-Authenticate`) is [`AuthPlan::public_base_url`].
     pub fn authenticator(
         &self,
         mode: AuthMode,
         bound: std::io::Result<std::net::SocketAddr>,
     ) -> super::middleware::Authenticator {
-        let public_base_url = self.public_base_url.clone().unwrap_or_else(|| {
-            format!(
-                "http://{}",
-                bound.map(|a| a.to_string()).unwrap_or_default()
-            )
-        });
+        let public_base_url = self.public_base_url(&bound);
         super::middleware::Authenticator::new(mode, &public_base_url, self.scopes.clone())
     }
 
@@ -249,9 +300,15 @@ impl AuthPlan {
         Ok(())
     }
 
-    /// Builds the mode: for JWT, discovers the JWKS URI, loads the keys and starts their
-    /// background refresh. Fails (naming the setting) when the issuer cannot be reached.
-    pub async fn build(&self, http: reqwest::Client) -> Result<AuthMode, ConfigError> {
+    /// Builds the mode of a service bound to `bound`: for JWT, discovers the JWKS URI, loads the
+    /// keys and starts their background refresh; with no `MCP_API_AUDIENCE` the service accepts
+    /// tokens for its own resource URL only. Fails (naming the setting) when the issuer cannot be
+    /// reached.
+    pub async fn build(
+        &self,
+        http: reqwest::Client,
+        bound: &std::io::Result<std::net::SocketAddr>,
+    ) -> Result<AuthMode, ConfigError> {
         match &self.kind {
             PlanKind::Disabled { default_roles } => {
                 tracing::warn!(roles = ?default_roles, "DISABLE_AUTH=true: authentication is OFF, every request is accepted. Development only!");
@@ -268,6 +325,17 @@ impl AuthPlan {
                 })
             }
             PlanKind::Jwt { settings, jwks_uri } => {
+                let mut settings = settings.clone();
+                if settings.audiences.is_empty() {
+                    settings.audiences = vec![format!(
+                        "{}{}",
+                        self.public_base_url(bound),
+                        super::middleware::MCP_PATH
+                    )];
+                }
+                if !settings.trusted_actors.is_empty() {
+                    tracing::info!(actors = ?settings.trusted_actors, "delegated tokens accepted from these actors (TRUSTED_ACTORS)");
+                }
                 let uri = match jwks_uri {
                     Some(uri) => uri.clone(),
                     None => discover(&http, &settings.issuer)
@@ -281,10 +349,7 @@ impl AuthPlan {
                     .map_err(|e| ConfigError::new("AUTH_JWKS_URI", e))?;
                 jwks.spawn_refresh();
                 tracing::info!(issuer = %settings.issuer, audiences = ?settings.audiences, keys = count, "verifying bearer tokens");
-                Ok(AuthMode::Jwt(Arc::new(JwtVerifier::new(
-                    settings.clone(),
-                    jwks,
-                ))))
+                Ok(AuthMode::Jwt(Arc::new(JwtVerifier::new(settings, jwks))))
             }
         }
     }

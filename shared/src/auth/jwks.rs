@@ -60,14 +60,23 @@ impl std::fmt::Debug for Jwks {
     }
 }
 
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: String,
-    jwks_uri: String,
+/// What a service needs from an issuer's OIDC discovery document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    pub issuer: String,
+    pub jwks_uri: String,
+    /// Where tokens are exchanged (the agent service's delegated tokens).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
 }
 
 /// Finds the JWKS URI of `issuer` by OIDC discovery, checking the document names the same issuer.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, String> {
+    discover_document(http, issuer).await.map(|d| d.jwks_uri)
+}
+
+/// The discovery document of `issuer`, checked to name the same issuer.
+pub async fn discover_document(http: &reqwest::Client, issuer: &str) -> Result<Discovery, String> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -91,7 +100,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, St
             doc.issuer
         ));
     }
-    Ok(doc.jwks_uri)
+    Ok(doc)
 }
 
 impl Jwks {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::{AuthError, AuthMode, Identity, verifier::unverified_identity};
 
 /// Where the MCP endpoint lives, relative to the public base URL.
-const MCP_PATH: &str = "/mcp";
+pub const MCP_PATH: &str = "/mcp";
 
 /// RFC 9728 metadata of the protected MCP endpoint.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +135,8 @@ fn anonymous(roles: &BTreeSet<String>) -> Identity {
         scopes: BTreeSet::new(),
         client_id: None,
         expires_at: i64::MAX,
+        audiences: Vec::new(),
+        actors: Vec::new(),
     }
 }
 

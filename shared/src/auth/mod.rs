@@ -43,11 +43,28 @@ pub struct Identity {
     pub client_id: Option<String>,
     /// Expiry (`exp`), seconds since the Unix epoch.
     pub expires_at: i64,
+    /// The audiences the token was issued for (`aud`), so a server fronting several resources
+    /// (the gateway's routes) can tell which one the token is bound to.
+    pub audiences: Vec<String>,
+    /// The delegation chain (`act`, RFC 8693 §4.1), the current actor first: empty for a token a
+    /// person or application got for itself, `["contoso-agent"]` for one an agent obtained by
+    /// token exchange on the subject's behalf.
+    pub actors: Vec<String>,
 }
 
 impl Identity {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.contains(role)
+    }
+
+    /// Whether the token was issued for one of `audiences`.
+    pub fn issued_for_any(&self, audiences: &[String]) -> bool {
+        self.audiences.iter().any(|a| audiences.contains(a))
+    }
+
+    /// Whether an agent (rather than the subject itself) presented the token.
+    pub fn is_delegated(&self) -> bool {
+        !self.actors.is_empty()
     }
 }
 
@@ -75,6 +92,15 @@ pub enum AuthError {
     Invalid(String),
     #[error("token has no tenant (tid)")]
     MissingTenant,
+    /// A delegated token (`act`) presented by an actor this service does not trust.
+    #[error("actor {0} is not trusted to act for others here")]
+    UntrustedActor(String),
+    /// A delegated token whose actor itself acted for someone else (`act.act`).
+    #[error("delegation deeper than one level")]
+    DelegationTooDeep,
+    /// A token for another resource than the one it was presented to (the gateway's routes).
+    #[error("token was not issued for this resource")]
+    WrongAudience,
     /// A valid token of a tenant this service does not admit: 403, not 401.
     #[error("tenant {0} is not allowed")]
     TenantNotAllowed(String),

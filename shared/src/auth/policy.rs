@@ -3,6 +3,10 @@
 //! One function, [`RolePolicy::check`], decides both what `tools/list` shows a caller and what
 //! `tools/call` lets them run, so the two cannot disagree.
 //!
+//! Without a policy file every service applies [`RolePolicy::least_privilege`]: any platform
+//! role reads, only `billing` pays and changes plans, only `security` reads security logs and
+//! unlocks, and a token with none of the roles may use nothing.
+//!
 //! A policy file (TOML) names, per tool, the roles of which a caller needs at least one; tools it
 //! does not name fall back to `default`. An empty list means "any authenticated caller":
 //!
@@ -29,6 +33,29 @@ pub struct MissingRole {
     pub held: Vec<String>,
 }
 
+/// The names of the platform's three roles (`QUERY_ROLE`, `BILLING_ROLE`, `SECURITY_ROLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformRoles {
+    pub query: String,
+    pub billing: String,
+    pub security: String,
+}
+
+impl Default for PlatformRoles {
+    fn default() -> Self {
+        PlatformRoles {
+            query: "query".into(),
+            billing: "billing".into(),
+            security: "security".into(),
+        }
+    }
+}
+
+/// The tools that change billing: paying an invoice, changing a plan or its status.
+pub const BILLING_TOOLS: [&str; 2] = ["pay_invoice", "update_subscription"];
+/// The tools that touch account security.
+pub const SECURITY_TOOLS: [&str; 2] = ["get_security_logs", "unlock_account"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RolePolicy {
     /// Roles for tools not listed in `tools`; empty: any authenticated caller.
@@ -46,16 +73,48 @@ struct PolicyFile {
 }
 
 impl RolePolicy {
-    /// The reference's rule: `unlock_account` needs `security_role`, every other tool only an
-    /// authenticated caller.
-    pub fn reference(security_role: &str) -> Self {
+    /// The default policy: every tool needs one of the platform roles; the billing tools need
+    /// `billing` and the security tools `security`. A token with no platform role sees nothing.
+    pub fn least_privilege(roles: &PlatformRoles) -> Self {
+        let one = |role: &str| BTreeSet::from([role.to_owned()]);
+        let tools = BILLING_TOOLS
+            .iter()
+            .map(|tool| ((*tool).to_owned(), one(&roles.billing)))
+            .chain(
+                SECURITY_TOOLS
+                    .iter()
+                    .map(|tool| ((*tool).to_owned(), one(&roles.security))),
+            )
+            .collect();
         RolePolicy {
-            default: BTreeSet::new(),
-            tools: BTreeMap::from([(
-                "unlock_account".to_owned(),
-                BTreeSet::from([security_role.to_owned()]),
-            )]),
+            default: BTreeSet::from([
+                roles.query.clone(),
+                roles.billing.clone(),
+                roles.security.clone(),
+            ]),
+            tools,
         }
+    }
+
+    /// The policy as a policy file, which [`RolePolicy::from_toml`] reads back unchanged: what
+    /// `--print-policy` shows, and a starting point for a `ROLE_POLICY_FILE`.
+    pub fn to_toml(&self) -> String {
+        let list = |roles: &BTreeSet<String>| {
+            let quoted: Vec<String> = roles
+                .iter()
+                .map(|r| serde_json::Value::String(r.clone()).to_string())
+                .collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let mut text = format!(
+            "# roles of which a caller needs one, for tools not listed below ([] = any caller)\n\
+             default = {}\n\n[tools]\n",
+            list(&self.default)
+        );
+        for (tool, roles) in &self.tools {
+            text.push_str(&format!("{tool} = {}\n", list(roles)));
+        }
+        text
     }
 
     /// Parses a policy file; errors say what is wrong and where.
@@ -114,25 +173,79 @@ mod tests {
             scopes: BTreeSet::new(),
             client_id: None,
             expires_at: 0,
+            audiences: Vec::new(),
+            actors: Vec::new(),
         }
     }
 
     #[test]
-    fn reference_policy_restricts_only_unlock() {
-        let policy = RolePolicy::reference("security");
-        assert!(policy.check(&caller(&[]), "get_customer_detail").is_ok());
+    fn least_privilege_gives_writes_only_to_their_role() {
+        let policy = RolePolicy::least_privilege(&PlatformRoles::default());
+        for roles in [&["query"][..], &["billing"], &["security"]] {
+            assert!(policy.check(&caller(roles), "get_customer_detail").is_ok());
+            assert!(
+                policy
+                    .check(&caller(roles), "create_support_ticket")
+                    .is_ok()
+            );
+        }
+        assert!(policy.check(&caller(&[]), "get_customer_detail").is_err());
+        assert!(policy.check(&caller(&["admin"]), "get_products").is_err());
         let err = policy
-            .check(&caller(&["query"]), "unlock_account")
+            .check(&caller(&["query"]), "pay_invoice")
             .expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "unlock_account requires one of the roles [security]; the caller has [query]"
+            "pay_invoice requires one of the roles [billing]; the caller has [query]"
+        );
+        assert!(policy.check(&caller(&["billing"]), "pay_invoice").is_ok());
+        assert!(
+            policy
+                .check(&caller(&["billing"]), "update_subscription")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(&caller(&["billing"]), "unlock_account")
+                .is_err()
+        );
+        assert!(
+            policy
+                .check(&caller(&["query"]), "get_security_logs")
+                .is_err()
+        );
+        assert!(
+            policy
+                .check(&caller(&["security"]), "get_security_logs")
+                .is_ok()
         );
         assert!(
             policy
                 .check(&caller(&["security"]), "unlock_account")
                 .is_ok()
         );
+        assert!(policy.check(&caller(&["security"]), "pay_invoice").is_err());
+    }
+
+    #[test]
+    fn role_names_come_from_the_settings() {
+        let policy = RolePolicy::least_privilege(&PlatformRoles {
+            query: "reader".into(),
+            billing: "cashier".into(),
+            security: "soc".into(),
+        });
+        assert!(policy.check(&caller(&["reader"]), "get_products").is_ok());
+        assert!(policy.check(&caller(&["query"]), "get_products").is_err());
+        assert!(policy.check(&caller(&["cashier"]), "pay_invoice").is_ok());
+        assert!(policy.check(&caller(&["soc"]), "unlock_account").is_ok());
+    }
+
+    #[test]
+    fn the_printed_policy_reads_back_as_the_same_policy() {
+        let policy = RolePolicy::least_privilege(&PlatformRoles::default());
+        let text = policy.to_toml();
+        assert!(text.contains("pay_invoice = [\"billing\"]"), "{text}");
+        assert_eq!(RolePolicy::from_toml(&text), Ok(policy));
     }
 
     #[test]

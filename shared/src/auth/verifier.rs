@@ -37,6 +37,47 @@ pub struct VerifierSettings {
     pub allowed_tenants: Option<BTreeSet<String>>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// Client ids allowed to present tokens on someone else's behalf (`act.sub`); a delegated
+    /// token of any other actor, or one delegated twice (`act.act`), is refused. Empty: no
+    /// delegated token is accepted.
+    pub trusted_actors: BTreeSet<String>,
+}
+
+/// `aud`: one string or an array of them (RFC 7519 §4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a],
+            Audience::Many(a) => a,
+        }
+    }
+}
+
+/// `act` (RFC 8693 §4.1): who presents the token, and whom that actor acted for, nested.
+#[derive(Deserialize)]
+struct Actor {
+    sub: Option<String>,
+    act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// The chain, current actor first.
+    fn chain(self) -> Vec<String> {
+        let mut chain = Vec::new();
+        let mut next = Some(Box::new(self));
+        while let Some(actor) = next {
+            chain.push(actor.sub.unwrap_or_default());
+            next = actor.act;
+        }
+        chain
+    }
 }
 
 #[derive(Deserialize)]
@@ -50,6 +91,8 @@ struct Claims {
     azp: Option<String>,
     appid: Option<String>,
     exp: i64,
+    aud: Option<Audience>,
+    act: Option<Actor>,
 }
 
 impl Claims {
@@ -76,7 +119,19 @@ impl Claims {
                 .collect(),
             client_id: self.azp.or(self.appid),
             expires_at: self.exp,
+            audiences: self.aud.map(Audience::into_vec).unwrap_or_default(),
+            actors: self.act.map(Actor::chain).unwrap_or_default(),
         })
+    }
+}
+
+/// Refuses a delegated token unless one trusted actor presents it for its subject.
+fn check_actors(actors: &[String], trusted: &BTreeSet<String>) -> Result<(), AuthError> {
+    match actors {
+        [] => Ok(()),
+        [actor] if !actor.is_empty() && trusted.contains(actor) => Ok(()),
+        [actor] => Err(AuthError::UntrustedActor(actor.clone())),
+        _ => Err(AuthError::DelegationTooDeep),
     }
 }
 
@@ -171,6 +226,7 @@ impl JwtVerifier {
         let data = decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let identity = data.claims.into_identity()?;
+        check_actors(&identity.actors, &self.settings.trusted_actors)?;
         if let Some(allowed) = &self.settings.allowed_tenants
             && !allowed.contains(&identity.tenant)
         {
@@ -225,6 +281,8 @@ pub fn unverified_identity(
         #[serde(default)]
         roles: Vec<String>,
         exp: Option<i64>,
+        aud: Option<Audience>,
+        act: Option<Actor>,
     }
     let claims: Loose = jsonwebtoken::dangerous::insecure_decode_claims(token)
         .map_err(|e| AuthError::Malformed(e.to_string()))?;
@@ -241,5 +299,48 @@ pub fn unverified_identity(
         scopes: BTreeSet::new(),
         client_id: None,
         expires_at: claims.exp.unwrap_or(i64::MAX),
+        audiences: claims.aud.map(Audience::into_vec).unwrap_or_default(),
+        actors: claims.act.map(Actor::chain).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(json: &str) -> Vec<String> {
+        serde_json::from_str::<Actor>(json).expect("act").chain()
+    }
+
+    #[test]
+    fn actor_chains_are_read_outermost_first() {
+        assert_eq!(chain(r#"{"sub":"agent"}"#), ["agent"]);
+        assert_eq!(
+            chain(r#"{"sub":"outer","act":{"sub":"inner"}}"#),
+            ["outer", "inner"]
+        );
+    }
+
+    #[test]
+    fn only_one_trusted_actor_is_accepted() {
+        let trusted = BTreeSet::from(["contoso-agent".to_owned()]);
+        assert_eq!(check_actors(&[], &trusted), Ok(()));
+        assert_eq!(check_actors(&["contoso-agent".into()], &trusted), Ok(()));
+        assert_eq!(
+            check_actors(&["mallory".into()], &trusted),
+            Err(AuthError::UntrustedActor("mallory".into()))
+        );
+        assert_eq!(
+            check_actors(&["contoso-agent".into()], &BTreeSet::new()),
+            Err(AuthError::UntrustedActor("contoso-agent".into()))
+        );
+        assert_eq!(
+            check_actors(&["contoso-agent".into(), "contoso-agent".into()], &trusted),
+            Err(AuthError::DelegationTooDeep)
+        );
+        assert_eq!(
+            check_actors(&[String::new()], &trusted),
+            Err(AuthError::UntrustedActor(String::new()))
+        );
+    }
 }

@@ -146,11 +146,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Subscription>;
     /// Security log of a customer, newest first, at most `limit` entries.
     async fn security_logs(&self, customer_id: i64, limit: u32) -> StoreResult<Vec<SecurityLog>>;
-    /// Unlocks an account whose latest lock has not been lifted, writing the unlock to the log.
+    /// Unlocks an account whose latest lock has not been lifted, writing the unlock to the log
+    /// with `description` (who unlocked it, and how).
     async fn unlock_account(
         &self,
         customer_id: i64,
         at: DateTime<Utc>,
+        description: &str,
     ) -> StoreResult<UnlockReceipt>;
     /// Orders of a customer, newest first.
     async fn orders_of_customer(&self, customer_id: i64) -> StoreResult<Vec<Order>>;

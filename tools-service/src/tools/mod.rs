@@ -9,18 +9,16 @@
 //! from the typed parameter and output structs, annotations) with a handler that parses the
 //! arguments into the parameter type, runs the operation in [`ops`], and renders the output both
 //! as structured content and as text.
+//!
+//! Every call, allowed or refused (unknown tool, missing role), is one event of the audit trail
+//! ([`shared::audit`]), with its caller, redacted arguments, outcome and duration.
 
 pub mod error;
 pub mod ops;
 pub mod outputs;
 pub mod params;
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -36,7 +34,10 @@ use rmcp::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use shared::auth::{Identity, RolePolicy};
+use shared::{
+    audit::{AuditLog, Outcome},
+    auth::{Identity, RolePolicy},
+};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ToolError;
@@ -50,10 +51,14 @@ pub struct AppState {
     pub index: Arc<KnowledgeIndex>,
     /// Duration of each of the nine `trouble_shoot_device` steps.
     pub troubleshoot_step: Duration,
+    /// Where every call, allowed or refused, is recorded.
+    pub audit: AuditLog,
 }
 
 /// What a handler learns about the request besides its arguments.
 pub struct CallContext {
+    /// Who is calling: writes that record their author (`unlock_account`) name them.
+    pub identity: Identity,
     /// Set when the caller sent a progress token.
     pub progress: Option<McpProgress>,
     /// Cancelled when the caller cancels the request or disconnects.
@@ -303,12 +308,13 @@ impl Catalog {
                 p::UpdateSubscription,
                 ops::update_subscription
             ),
-            store_tool!(
+            entry(
                 "unlock_account",
                 "Unlock a customer's locked account after identity verification; recorded in the security log. Restricted to security staff.",
                 writes(false),
-                p::CustomerId,
-                ops::unlock_account
+                |s, a: p::CustomerId, ctx: CallContext| async move {
+                    ops::unlock_account(s.store.as_ref(), a, &ctx.identity).await
+                },
             ),
             store_tool!(
                 "get_billing_summary",
@@ -438,51 +444,58 @@ impl ServerHandler for ContosoTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.as_ref();
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let identity = caller(&context);
+        let audit = self.state.audit.begin(
+            name,
+            identity,
+            parts.and_then(shared::http::request_id),
+            request.arguments.as_ref(),
+        );
         let Some(entry) = self.catalog.get(name) else {
+            audit.finish(Outcome::refused("unknown_tool", None)).await;
             return Err(McpError::invalid_params(
                 format!("unknown tool {name:?}"),
                 None,
             ));
         };
-        let Some(identity) = caller(&context) else {
+        let Some(identity) = identity else {
             // Unreachable behind the authentication middleware; refuse rather than assume.
+            audit
+                .finish(Outcome::refused("unauthenticated", None))
+                .await;
             return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
         };
         if let Err(missing) = self.policy.check(identity, name) {
-            tracing::info!(tool = name, tenant = %identity.tenant, outcome = "forbidden", "tool call");
+            audit
+                .finish(Outcome::refused("missing_role", Some(missing.to_string())))
+                .await;
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                 "not allowed: {missing}"
             ))])
             .into());
         }
         let ctx = CallContext {
+            identity: identity.clone(),
             progress: context.meta.get_progress_token().map(|token| McpProgress {
                 peer: context.peer.clone(),
                 token,
             }),
             cancel: context.ct.clone(),
         };
-        let started = Instant::now();
         let outcome = (entry.handler)(
             self.state.clone(),
             request.arguments.unwrap_or_default(),
             ctx,
         )
         .await;
-        let duration_us = started.elapsed().as_micros() as u64;
         let result = match outcome {
             Ok(result) => {
-                tracing::info!(tool = name, tenant = %identity.tenant, duration_us, outcome = "ok", "tool call");
+                audit.finish(Outcome::Ok).await;
                 result
             }
             Err(error) => {
-                tracing::info!(
-                    tool = name,
-                    tenant = %identity.tenant,
-                    duration_us,
-                    outcome = error.kind(),
-                    "tool call"
-                );
+                audit.finish(Outcome::tool_error(error.kind())).await;
                 CallToolResult::error(vec![ContentBlock::text(error.to_string())])
             }
         };

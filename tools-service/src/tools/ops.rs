@@ -2,6 +2,7 @@
 //! the typed output. Nothing here knows about MCP or HTTP, so every rule is testable directly.
 
 use chrono::{Days, NaiveDate, Utc};
+use shared::auth::Identity;
 
 use super::{ToolError, outputs::*, params};
 use crate::{
@@ -430,8 +431,15 @@ pub async fn update_subscription(
     Ok(SubscriptionUpdated { subscription })
 }
 
-pub async fn unlock_account(store: &dyn Store, p: params::CustomerId) -> Result<AccountUnlocked> {
-    let receipt = store.unlock_account(p.customer_id, Utc::now()).await?;
+pub async fn unlock_account(
+    store: &dyn Store,
+    p: params::CustomerId,
+    by: &Identity,
+) -> Result<AccountUnlocked> {
+    let note = unlock_note(by);
+    let receipt = store
+        .unlock_account(p.customer_id, Utc::now(), &note)
+        .await?;
     tracing::info!(customer_id = p.customer_id, "account unlocked");
     Ok(AccountUnlocked {
         customer_id: p.customer_id,
@@ -439,6 +447,19 @@ pub async fn unlock_account(store: &dyn Store, p: params::CustomerId) -> Result<
         unlocked_at: receipt.unlocked.occurred_at,
         log_entry: receipt.unlocked,
     })
+}
+
+/// The security-log entry of an unlock, naming who did it: the subject and tenant, and the
+/// agent that acted for them when the token was delegated.
+fn unlock_note(by: &Identity) -> String {
+    let via = match by.actors.as_slice() {
+        [] => String::new(),
+        actors => format!(" via {}", actors.join(" via ")),
+    };
+    format!(
+        "Account unlocked by {} (tenant {}){via} after identity verification",
+        by.subject, by.tenant
+    )
 }
 
 fn median(mut amounts: Vec<Money>) -> Option<Money> {
@@ -515,4 +536,37 @@ pub async fn get_billing_summary(
         failed_payments,
         last_successful_payment,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn identity(actors: &[&str]) -> Identity {
+        Identity {
+            subject: "alice".into(),
+            object_id: None,
+            tenant: "c0a7".into(),
+            roles: BTreeSet::from(["security".to_owned()]),
+            scopes: BTreeSet::new(),
+            client_id: None,
+            expires_at: i64::MAX,
+            audiences: Vec::new(),
+            actors: actors.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unlock_note_names_the_subject_and_any_agent() {
+        assert_eq!(
+            unlock_note(&identity(&[])),
+            "Account unlocked by alice (tenant c0a7) after identity verification"
+        );
+        assert_eq!(
+            unlock_note(&identity(&["contoso-agent"])),
+            "Account unlocked by alice (tenant c0a7) via contoso-agent after identity verification"
+        );
+    }
 }

@@ -493,6 +493,7 @@ impl Store for SqliteStore {
         &self,
         customer_id: i64,
         at: DateTime<Utc>,
+        description: &str,
     ) -> StoreResult<UnlockReceipt> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query("SELECT 1 FROM customers WHERE id = ?")
@@ -520,7 +521,6 @@ impl Store for SqliteStore {
             }
             _ => return Err(StoreError::NotLocked { customer_id }),
         };
-        let description = "Account unlocked by customer service after identity verification";
         let id: i64 = sqlx::query(
             "INSERT INTO security_logs (customer_id, event_type, occurred_at, description) \
              VALUES (?, 'account_unlocked', ?, ?) RETURNING id",
