@@ -59,6 +59,8 @@ struct Readiness {
     model: String,
     memory: &'static str,
     tools_service: String,
+    /// How inner calls are authorized: delegated tokens, or (development) passthrough.
+    inner_calls: String,
     auth: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,
@@ -79,6 +81,7 @@ async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse
         },
         memory: if memory_ok { "sqlite" } else { "unreachable" },
         tools_service: state.tools.url().to_owned(),
+        inner_calls: state.tools.authorization(),
         auth: auth.mode().describe(),
         error: if !memory_ok {
             Some("conversation memory unreachable")

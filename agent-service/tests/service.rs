@@ -354,6 +354,10 @@ async fn readiness_names_the_model_and_a_missing_token_is_refused() {
         "{ready}"
     );
     assert_eq!(ready["tools_service"], stack.tools_url.as_str());
+    assert_eq!(
+        ready["inner_calls"],
+        "delegated tokens: token exchange (RFC 8693) as contoso-agent"
+    );
     let response = reqwest::Client::new()
         .post(format!("{}/mcp", agent.url))
         .header("content-type", "application/json")

@@ -230,6 +230,14 @@ impl TokenSource for TokenExchange {
         self.remember(key, &token, lifetime);
         Ok(token)
     }
+
+    fn describe(&self) -> String {
+        let grant = match self.settings.grant {
+            Grant::Rfc8693 => "token exchange (RFC 8693)",
+            Grant::EntraObo => "Entra on-behalf-of",
+        };
+        format!("delegated tokens: {grant} as {}", self.settings.client_id)
+    }
 }
 
 fn is_url(value: &str) -> bool {

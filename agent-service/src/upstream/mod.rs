@@ -206,6 +206,11 @@ impl ToolsClient {
         &self.url
     }
 
+    /// How inner calls are authorized (see [`TokenSource::describe`]).
+    pub fn authorization(&self) -> String {
+        self.tokens.describe()
+    }
+
     /// Connects on behalf of the caller who sent `caller`, for the conversation
     /// `conversation_id` (which the log of every inner call carries).
     pub async fn connect(

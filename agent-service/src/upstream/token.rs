@@ -56,6 +56,9 @@ impl TokenError {
 #[async_trait]
 pub trait TokenSource: fmt::Debug + Send + Sync {
     async fn token_for(&self, caller: &BearerToken) -> Result<BearerToken, TokenError>;
+
+    /// How inner calls are authorized, for `/readyz` and the start-up log.
+    fn describe(&self) -> String;
 }
 
 /// The caller's own token, unchanged (`TOKEN_EXCHANGE=passthrough`, development only): the
@@ -68,6 +71,10 @@ pub struct PassThrough;
 impl TokenSource for PassThrough {
     async fn token_for(&self, caller: &BearerToken) -> Result<BearerToken, TokenError> {
         Ok(caller.clone())
+    }
+
+    fn describe(&self) -> String {
+        "passthrough (DEVELOPMENT ONLY: callers' own tokens are sent on)".to_owned()
     }
 }
 
