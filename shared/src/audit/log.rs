@@ -31,6 +31,11 @@ pub struct AuditSettings {
     pub batch: usize,
     /// How often old events are pruned (and once at start).
     pub prune_every: Duration,
+    /// How long the writer keeps collecting after the first event of a batch before it stores
+    /// the batch: one commit for the calls of this interval instead of one per call or two,
+    /// which under load cost the service a third of its throughput on two cores. A flush or
+    /// a full batch stores at once.
+    pub linger: Duration,
 }
 
 impl Default for AuditSettings {
@@ -40,6 +45,7 @@ impl Default for AuditSettings {
             capacity: 1024,
             batch: 256,
             prune_every: Duration::from_secs(3600),
+            linger: Duration::from_millis(20),
         }
     }
 }
@@ -317,6 +323,11 @@ async fn write_events(
             message = rx.recv() => {
                 let Some(message) = message else { break };
                 let mut closing = take(message, &mut batch, &mut acks);
+                // Let the calls of the next moments queue up, without waking this task for
+                // each (a wake per event costs the callers' cores), unless someone waits.
+                if !closing && acks.is_empty() && !batch.is_empty() {
+                    tokio::time::sleep(settings.linger).await;
+                }
                 while !closing && batch.len() < batch_size {
                     match rx.try_recv() {
                         Ok(message) => closing = take(message, &mut batch, &mut acks),
