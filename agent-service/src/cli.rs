@@ -1,24 +1,21 @@
 //! What the `agent-service` binary does with its command line: serve (the default), print the
 //! effective role policy (`--print-policy`), or print the stored audit trail (`audit`).
 
-use std::io::Write;
-
 use tokio::net::TcpListener;
 
-use crate::{Config, config::Command};
+use shared::audit::ServiceCommand;
+
+use crate::Config;
 
 /// Runs what `config` asks for; serving lasts until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(Command::Audit(args)) = &config.command {
+    if let Some(ServiceCommand::Audit(args)) = &config.command {
         // Only the events go to stdout: no logging is set up.
         shared::audit::print_events(args, &config.db_path, &mut std::io::stdout()).await?;
         return Ok(());
     }
     if config.print_policy {
-        let valid = config.into_valid()?;
-        let mut out = std::io::stdout();
-        out.write_all(valid.auth.policy.to_toml().as_bytes())?;
-        out.flush()?;
+        shared::audit::print_policy(&config.into_valid()?.auth.policy)?;
         return Ok(());
     }
     shared::telemetry::init(&config.telemetry)?;

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 use shared::{
-    audit::{AuditArgs, AuditQueryArgs},
+    audit::{AuditArgs, ServiceCommand},
     auth::{
         AuthArgs,
         config::{AuthPlan, PlanKind},
@@ -104,15 +104,7 @@ pub struct Config {
 
     /// Without a command, the service runs.
     #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// What the binary can do besides serving.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Print the stored audit trail of expert calls of a tenant, as JSON lines (newest last),
-    /// from DB_PATH, without starting the server.
-    Audit(AuditQueryArgs),
+    pub command: Option<ServiceCommand>,
 }
 
 /// How the experts get the token of their inner calls to the tools service.

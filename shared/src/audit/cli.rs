@@ -111,3 +111,19 @@ mod tests {
         }
     }
 }
+
+/// What a service binary can do besides serving; both services offer the same.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// Print the stored audit trail of a tenant's tool calls, as JSON lines (newest last), from
+    /// DB_PATH, without starting the server.
+    Audit(AuditQueryArgs),
+}
+
+/// Prints `policy` as a policy file (`--print-policy`).
+pub fn print_policy(policy: &crate::auth::RolePolicy) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    out.write_all(policy.to_toml().as_bytes())?;
+    out.flush()
+}

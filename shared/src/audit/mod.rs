@@ -33,7 +33,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use cli::{AuditQueryArgs, parse_since, print_events, read_events};
+pub use cli::{
+    AuditQueryArgs, ServiceCommand, parse_since, print_events, print_policy, read_events,
+};
 pub use log::{AuditArgs, AuditCall, AuditLog, AuditSettings};
 pub use redact::{MAX_ARGUMENTS_BYTES, redact_arguments};
 pub use store::{AuditError, AuditFilter, AuditStore, SqliteAuditStore};
