@@ -280,6 +280,7 @@ pub fn gateway_config(
             issuer: Some(issuer.to_owned()),
             leeway_secs: None,
         }),
+        server: None,
         routes,
     })
 }

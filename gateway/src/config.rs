@@ -18,6 +18,10 @@
 //! allowed_tenants = ["c0a7050c-0000-4000-8000-000000000001"]
 //! audiences = ["http://127.0.0.1:8080/contoso-mcp/mcp"]  # optional; this is the default
 //! rate_limit_per_minute = 600                 # per tenant on this route; optional
+//!
+//! [server]                                    # optional: bounds on every connection
+//! header_read_timeout_ms = 10000
+//! max_connections = 4096
 //! ```
 //!
 //! | key | required | default | meaning |
@@ -38,6 +42,12 @@
 //! | `routes[].health_check_path` | no | `/healthz` | upstream path probed by active health checks |
 //! | `routes[].health_check_interval_ms` | no | 5000 | time between two probes of each upstream, 100..=300000 (local gateway only: API Management has no pool of its own here) |
 //! | `routes[].apim_backend_url` | no | `http://<first upstream>` | the backend API Management forwards to (in Azure, the Container App's URL); scheme, host and port only |
+//! | `server.header_read_timeout_ms` | no | 10000 | time a client has to send a whole request head, 1..=120000: from the connection's opening for its first request, from the first byte for later ones; past it 408 (or a plain close if nothing came) (local gateway only: API Management's front end applies its own) |
+//! | `server.idle_timeout_ms` | no | 60000 | how long a keep-alive connection may wait, idle, for its next request before it is closed, 1..=3600000 (local gateway only: API Management closes idle client connections itself) |
+//! | `server.max_connections` | no | 4096 | open client connections; past it a new connection is answered 503 with `Retry-After` and closed, 1..=1000000 (local gateway only: API Management scales and caps connections itself) |
+//! | `server.max_header_bytes` | no | 32768 | size of a request head (request line and headers); larger: 431, 1024..=1048575 (pingora's own ceiling) (local gateway only: API Management has fixed limits of its own) |
+//! | `server.max_headers` | no | 100 | header fields in a request head; more: 431, 1..=256 (pingora parses at most 256) (local gateway only, as above) |
+//! | `server.upstream_idle_timeout_ms` | no | 30000 | how long an idle pooled connection to an upstream is kept for reuse, 1..=70000: it must end before the backend's own idle keep-alive timeout (75 s by default in our services), or the gateway would send a request on a connection the backend is closing (local gateway only: API Management pools its backend connections itself) |
 //!
 //! Prefix rules: starts with `/`, does not end with `/`, lowercase segments of `a-z 0-9 - . _ ~`
 //! (no empty, `.` or `..` segment), not under `/.well-known` (the metadata lives there), and
@@ -52,6 +62,12 @@
 //! lists both: `audiences = ["https://<gateway>/contoso-mcp/mcp", "api://contoso-mcp"]`. An
 //! audience listed on two routes is refused, since it would make a token for one good at the
 //! other. The former `auth.audiences` is refused with a pointer to `routes[].audiences`.
+//!
+//! The `[server]` bounds apply to every client connection, whatever its route, because they are
+//! decided before a request is routed (the head must be read first). A chunked request body is
+//! counted as it arrives and refused with 413 once it passes the route's `max_body_bytes`; it is
+//! held back from the upstream until it ends, so no byte of a body over the limit is forwarded
+//! (see [`crate::proxy`]).
 //!
 //! The read timeout is capped at 240 s because API Management does not honour longer
 //! `forward-request` timeouts (its load balancer drops idle connections after four minutes), and
@@ -85,6 +101,25 @@ pub const DEFAULT_READ_TIMEOUT_MS: u64 = MAX_READ_TIMEOUT_MS;
 pub const MAX_READ_TIMEOUT_MS: u64 = 240_000;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_HEALTH_CHECK_PATH: &str = "/healthz";
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// A client that needs longer than this to send a few kilobytes is holding a slot, not sending.
+pub const MAX_HEADER_READ_TIMEOUT_MS: u64 = 120_000;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const MAX_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4_096;
+pub const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
+/// A head must hold at least a request line, a host and a bearer token.
+pub const MIN_MAX_HEADER_BYTES: u64 = 1024;
+/// Pingora refuses larger heads itself (with a bare 400).
+pub const MAX_MAX_HEADER_BYTES: u64 = 1_048_575;
+pub const DEFAULT_MAX_HEADERS: u64 = 100;
+/// Pingora parses at most 256 header fields and answers a bare 400 past them.
+pub const MAX_MAX_HEADERS: u64 = 256;
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Below the services' own idle keep-alive timeout (75 s by default), with room for a clock tick:
+/// a pooled connection must be dropped here before the backend closes it under a new request.
+pub const MAX_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 70_000;
 pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 5_000;
 /// Probing more often than this is load, not information.
 pub const MIN_HEALTH_CHECK_INTERVAL_MS: u64 = 100;
@@ -102,8 +137,21 @@ pub struct RawConfig {
     pub listen: Option<String>,
     pub public_base_url: Option<String>,
     pub auth: Option<RawAuth>,
+    pub server: Option<RawServer>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`: bounds on every client connection; each key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub upstream_idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,8 +188,41 @@ pub struct Config {
     /// Without a trailing slash, so `<public_base_url><prefix>/mcp` is the resource URL.
     pub public_base_url: String,
     pub auth: AuthConfig,
+    pub server: ServerConfig,
     /// In file order; no two match the same path (checked), so order never decides a match.
     pub routes: Vec<Route>,
+}
+
+/// Bounds on every client connection, and on the pool of upstream connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How long a request head may take to arrive: a slow or half-sent head holds a connection
+    /// slot and a task, so it is cut.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between two requests.
+    pub idle_timeout: Duration,
+    /// Open client connections at once: each costs a descriptor and a task.
+    pub max_connections: usize,
+    /// Size of a request head, request line included.
+    pub max_header_bytes: usize,
+    /// Header fields in a request head.
+    pub max_headers: usize,
+    /// How long an idle upstream connection stays in the pool: shorter than the backends' own
+    /// keep-alive timeout, so the gateway never reuses a connection the backend is closing.
+    pub upstream_idle_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES as usize,
+            max_headers: DEFAULT_MAX_HEADERS as usize,
+            upstream_idle_timeout: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
+        }
+    }
 }
 
 /// Whose tokens the gateway accepts, on every route; which audience a token needs is per route
@@ -304,6 +385,7 @@ impl Config {
         )?;
         let public_base_url = http_url("public_base_url", &public_base_url)?;
         let auth = validate_auth(raw.auth.unwrap_or_default())?;
+        let server = validate_server(raw.server.unwrap_or_default())?;
 
         if raw.routes.is_empty() {
             return Err(ConfigError::new(
@@ -346,9 +428,73 @@ impl Config {
             listen,
             public_base_url,
             auth,
+            server,
             routes,
         })
     }
+}
+
+fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let header_read_timeout = millis(
+        "server.header_read_timeout_ms",
+        raw.header_read_timeout_ms
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_MS),
+        MAX_HEADER_READ_TIMEOUT_MS,
+        " (a request head is a few kilobytes)",
+    )?;
+    let idle_timeout = millis(
+        "server.idle_timeout_ms",
+        raw.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+        MAX_IDLE_TIMEOUT_MS,
+        "",
+    )?;
+    let max_connections = within(
+        "server.max_connections",
+        raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        1,
+        MAX_MAX_CONNECTIONS,
+        "connections",
+    )?;
+    let max_header_bytes = within(
+        "server.max_header_bytes",
+        raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+        MIN_MAX_HEADER_BYTES,
+        MAX_MAX_HEADER_BYTES,
+        "bytes",
+    )?;
+    let max_headers = within(
+        "server.max_headers",
+        raw.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        1,
+        MAX_MAX_HEADERS,
+        "header fields",
+    )?;
+    let upstream_idle_timeout = millis(
+        "server.upstream_idle_timeout_ms",
+        raw.upstream_idle_timeout_ms
+            .unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
+        MAX_UPSTREAM_IDLE_TIMEOUT_MS,
+        " (pooled connections must close before the backends' 75 s idle timeout does)",
+    )?;
+    Ok(ServerConfig {
+        header_read_timeout,
+        idle_timeout,
+        max_connections,
+        max_header_bytes,
+        max_headers,
+        upstream_idle_timeout,
+    })
+}
+
+/// A count from `min` to `max`, as a `usize` (every bound fits one).
+fn within(key: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<usize, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is out of range: give {unit} from {min} to {max}"),
+        ));
+    }
+    usize::try_from(value).map_err(|_| ConfigError::new(key, format!("{value} is too large")))
 }
 
 fn required(key: &str, value: Option<String>, example: &str) -> Result<String, ConfigError> {
@@ -1260,6 +1406,65 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
             "routes[0].health_check_path",
             "not a path",
         );
+    }
+
+    #[test]
+    fn server_bounds_have_defaults() {
+        let config = Config::from_toml(&base()).expect("valid");
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.server.max_connections, 4096);
+        assert_eq!(config.server.max_header_bytes, 32 * 1024);
+        assert_eq!(config.server.max_headers, 100);
+        assert_eq!(config.server.upstream_idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn server_bounds_are_read() {
+        let text = with(
+            "[auth]",
+            "[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 400\nmax_connections = 2\n\
+             max_header_bytes = 4096\nmax_headers = 20\nupstream_idle_timeout_ms = 5000\n[auth]",
+        );
+        let server = Config::from_toml(&text).expect("valid").server;
+        assert_eq!(
+            server,
+            ServerConfig {
+                header_read_timeout: Duration::from_millis(300),
+                idle_timeout: Duration::from_millis(400),
+                max_connections: 2,
+                max_header_bytes: 4096,
+                max_headers: 20,
+                upstream_idle_timeout: Duration::from_secs(5),
+            }
+        );
+    }
+
+    #[test]
+    fn server_bounds_are_checked_and_named() {
+        let server = |line: &str| with("[auth]", &format!("[server]\n{line}\n[auth]"));
+        assert_error(
+            &server("max_conections = 10"),
+            "server.max_conections",
+            "unknown field",
+        );
+        let cases = [
+            ("header_read_timeout_ms = 0", "from 1 to 120000"),
+            ("header_read_timeout_ms = 120001", "from 1 to 120000"),
+            ("idle_timeout_ms = 0", "from 1 to 3600000"),
+            ("max_connections = 0", "connections from 1 to 1000000"),
+            ("max_header_bytes = 100", "bytes from 1024 to 1048575"),
+            ("max_header_bytes = 2000000", "bytes from 1024 to 1048575"),
+            ("max_headers = 0", "header fields from 1 to 256"),
+            ("max_headers = 300", "header fields from 1 to 256"),
+            ("upstream_idle_timeout_ms = 80000", "75 s"),
+        ];
+        for (line, fragment) in cases {
+            let key = format!("server.{}", line.split(' ').next().expect("a key"));
+            assert_error(&server(line), &key, fragment);
+        }
+        assert_error(&server("max_headers = \"many\""), "server.max_headers", "");
     }
 
     #[test]

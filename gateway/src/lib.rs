@@ -12,11 +12,14 @@
 //! - [`limits`]: the per-tenant rate limit of each route;
 //! - [`proxy`]: the local edge itself, a pingora proxy applying the same rules on live traffic,
 //!   and [`run`], which serves it on a listener;
+//! - `connection`: each client connection before pingora sees a request: the connection cap,
+//!   header-read and idle timeouts, and head size and field-count limits (`[server]`);
 //! - [`cli`]: the `gateway` command line (`render-apim`, `run`).
 
 pub mod apim;
 pub mod cli;
 pub mod config;
+mod connection;
 mod error;
 pub mod limits;
 pub mod policy;

@@ -30,7 +30,9 @@ pub const FORWARDED_FOR_HEADER: &str = "X-Forwarded-For";
 /// Set by the edge on the request and the response, so a caller can quote it and logs join up.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-/// Why the edge answers instead of the backend.
+/// Why the edge answers instead of the backend. The last three are the local gateway's own
+/// connection bounds (`[server]`); API Management applies limits of its own there and renders none
+/// of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No token, or one that fails verification: 401.
@@ -47,10 +49,16 @@ pub enum Refusal {
     UpstreamUnavailable,
     /// Anything else that went wrong at the edge.
     EdgeError,
+    /// The request head did not arrive within `server.header_read_timeout_ms`: 408, closed.
+    RequestTimeout,
+    /// The request head is over `server.max_header_bytes` or `server.max_headers`: 431, closed.
+    HeadersTooLarge,
+    /// The gateway holds `server.max_connections` already: 503 with `Retry-After`, closed.
+    TooManyConnections,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::InvalidToken,
         Refusal::TenantNotAllowed,
         Refusal::RateLimited,
@@ -58,6 +66,9 @@ impl Refusal {
         Refusal::UpstreamTimeout,
         Refusal::UpstreamUnavailable,
         Refusal::EdgeError,
+        Refusal::RequestTimeout,
+        Refusal::HeadersTooLarge,
+        Refusal::TooManyConnections,
     ];
 
     pub fn status(self) -> u16 {
@@ -69,6 +80,9 @@ impl Refusal {
             Refusal::UpstreamTimeout => 504,
             Refusal::UpstreamUnavailable => 502,
             Refusal::EdgeError => 500,
+            Refusal::RequestTimeout => 408,
+            Refusal::HeadersTooLarge => 431,
+            Refusal::TooManyConnections => 503,
         }
     }
 
@@ -82,6 +96,9 @@ impl Refusal {
             Refusal::UpstreamTimeout => "Gateway Timeout",
             Refusal::UpstreamUnavailable => "Bad Gateway",
             Refusal::EdgeError => "Internal Server Error",
+            Refusal::RequestTimeout => "Request Timeout",
+            Refusal::HeadersTooLarge => "Request Header Fields Too Large",
+            Refusal::TooManyConnections => "Service Unavailable",
         }
     }
 
@@ -95,6 +112,9 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::EdgeError => "edge_error",
+            Refusal::RequestTimeout => "request_timeout",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -110,6 +130,13 @@ impl Refusal {
             Refusal::UpstreamTimeout => "The service did not answer in time.",
             Refusal::UpstreamUnavailable => "The service is unavailable; try again shortly.",
             Refusal::EdgeError => "The gateway could not process the request.",
+            Refusal::RequestTimeout => "The request headers did not arrive in time.",
+            Refusal::HeadersTooLarge => {
+                "The request headers are larger, or more numerous, than this service accepts."
+            }
+            Refusal::TooManyConnections => {
+                "The gateway is serving as many connections as it can; retry after the time in Retry-After."
+            }
         }
     }
 }

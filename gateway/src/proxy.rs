@@ -18,13 +18,21 @@
 //! 5. the tenant's calls on the route are counted ([`RateLimits`]); over `rate_limit_per_minute`:
 //!    429 with `Retry-After`, nothing forwarded;
 //! 6. a body declared larger than the route's `max_body_bytes` gets 413, after the gateway read
-//!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer (a
-//!    chunked body that grows past the limit is cut with 413 too);
+//!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer. A
+//!    chunked body (no declared length) is counted as it arrives and held back from the upstream
+//!    until it ends, so it is never buffered past the limit and no byte of one over the limit
+//!    is forwarded: past the limit, 413 and the upstream connection is dropped. (The upstream
+//!    has seen the request head by then: pingora connects once the head is read, and a body it
+//!    has read cannot be replayed, so refusing before connecting would mean buffering bodies
+//!    before authentication, outside pingora);
 //! 7. the request goes to the route's next upstream (round robin, active health checks on
 //!    `health_check_path`) as `/mcp` plus the query, the client's identity headers
 //!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, `Authorization` untouched and a W3C
 //!    `traceparent` forwarded if well formed or else started here. Upstream failures are answered
 //!    as JSON 502/503/504.
+//!
+//! Before any of this, [`crate::connection`] has read the request head within the `[server]`
+//! bounds (header-read and idle timeouts, head size and field count, connection cap).
 //!
 //! Every refusal has the JSON body `{"error", "message", "request_id"}` of [`Refusal`], as in
 //! API Management. One access-log line per request (route, tenant, status, upstream, duration,
@@ -32,7 +40,6 @@
 
 use std::{
     hash::{BuildHasher, RandomState},
-    os::fd::AsRawFd,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -42,14 +49,13 @@ use std::{
 
 use anyhow::Context;
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::{
     ErrorType,
     apps::ServerApp,
     http::{RequestHeader, ResponseHeader},
     lb::{LoadBalancer, health_check::HttpHealthCheck, selection::RoundRobin},
     prelude::{Error, HttpPeer, Result},
-    protocols::{GetSocketDigest, SocketDigest, Stream},
     proxy::{FailToProxy, HttpProxy, ProxyHttp, Session, http_proxy},
     server::configuration::ServerConf,
     services::background::BackgroundService,
@@ -65,6 +71,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::{
     config::{Config, Route},
+    connection::Edge,
     limits::{RateLimits, retry_after_secs},
     policy::{FORWARDED_FOR_HEADER, REQUEST_ID_HEADER, Refusal, SPOOFABLE_HEADERS, TENANT_HEADER},
     routing::MCP_METHODS,
@@ -93,7 +100,8 @@ pub struct Gateway {
     routes: Vec<RouteState>,
     verifier: Arc<JwtVerifier>,
     limits: RateLimits,
-    ids: RequestIds,
+    /// Shared with [`Edge`], whose refusals carry request ids too.
+    ids: Arc<RequestIds>,
 }
 
 /// Per-request state, filled in phase by phase.
@@ -111,6 +119,9 @@ pub struct Ctx {
     failed: Vec<String>,
     /// Body bytes seen so far, against the route's limit for bodies without `Content-Length`.
     body_bytes: u64,
+    /// A chunked body, held back until it ends (`None`: the body is streamed as it comes, its
+    /// declared length being within the limit already).
+    held_body: Option<BytesMut>,
 }
 
 impl Gateway {
@@ -138,7 +149,7 @@ impl Gateway {
             config,
             routes,
             verifier,
-            ids: RequestIds::default(),
+            ids: Arc::new(RequestIds::default()),
         })
     }
 
@@ -174,7 +185,7 @@ fn pool(route: &Route) -> anyhow::Result<LoadBalancer<RoundRobin>> {
 
 /// Request ids shaped like random (v4) UUIDs: a per-process random key hashed with a counter.
 #[derive(Default)]
-struct RequestIds {
+pub(crate) struct RequestIds {
     seed: RandomState,
     next: AtomicU64,
 }
@@ -189,7 +200,7 @@ impl RequestIds {
         format!("00-{trace}-{parent:016x}-01")
     }
 
-    fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let hi = self.seed.hash_one((n, 0u8));
         let lo = self.seed.hash_one((n, 1u8));
@@ -237,7 +248,7 @@ fn is_traceparent(value: &str) -> bool {
         && rest_ok
 }
 
-fn refusal_body(refusal: Refusal, request_id: &str) -> Bytes {
+pub(crate) fn refusal_body(refusal: Refusal, request_id: &str) -> Bytes {
     error_body(refusal.code(), refusal.message(), request_id)
 }
 
@@ -280,6 +291,7 @@ impl ProxyHttp for Gateway {
             upstream: None,
             failed: Vec::new(),
             body_bytes: 0,
+            held_body: None,
         }
     }
 
@@ -404,6 +416,14 @@ impl ProxyHttp for Gateway {
             let body = refusal_body(refusal, &ctx.request_id);
             return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
         }
+        if declared.is_none()
+            && session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            ctx.held_body = Some(BytesMut::new());
+        }
         Ok(false)
     }
 
@@ -411,7 +431,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let (Some(chunk), Some((route, _))) = (body.as_ref(), self.route(ctx)) {
@@ -422,6 +442,18 @@ impl ProxyHttp for Gateway {
                     "request body over the route's limit",
                 ));
             }
+        }
+        if let Some(held) = ctx.held_body.as_mut() {
+            if let Some(chunk) = body.take() {
+                held.extend_from_slice(&chunk);
+            }
+            // An empty chunk is not written upstream (it would end the body there); the whole
+            // body goes once the client has sent all of it, within the limit.
+            *body = Some(if end_of_stream {
+                std::mem::take(held).freeze()
+            } else {
+                Bytes::new()
+            });
         }
         Ok(())
     }
@@ -444,7 +476,9 @@ impl ProxyHttp for Gateway {
         // is cut only after the route's read timeout (pingora's default is no limit at all).
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // Pooled connections are dropped before the backend's own idle timeout closes them, so a
+        // request is never sent on a connection the backend is closing.
+        peer.options.idle_timeout = Some(self.config.server.upstream_idle_timeout);
         Ok(Box::new(peer))
     }
 
@@ -545,6 +579,12 @@ impl ProxyHttp for Gateway {
         };
         // A response already under way cannot be replaced; the connection is closed instead.
         if session.response_written().is_none() {
+            if refusal == Some(Refusal::BodyTooLarge) {
+                // The client may still be sending the rest: read it for a moment, or the close
+                // resets the connection before the client reads the 413.
+                let _ =
+                    tokio::time::timeout(BODY_DRAIN_TIMEOUT, session.drain_request_body()).await;
+            }
             // The connection is not reused after this (below): say so (`Connection: close`), or
             // a client may send its next request on a socket that is about to close.
             session.set_keepalive(None);
@@ -583,6 +623,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    ensure_descriptors(config.server.max_connections);
     let verifier = Arc::new(verifier(&config).await?);
     let gateway = Gateway::new(config.clone(), verifier.clone())?;
 
@@ -599,8 +640,10 @@ pub async fn run(
     }
     let refresh = verifier.jwks().spawn_refresh();
 
+    let ids = gateway.ids.clone();
     let proxy: Arc<HttpProxy<Gateway>> =
         Arc::new(http_proxy(&Arc::new(ServerConf::default()), gateway));
+    let edge = Arc::new(Edge::new(proxy.clone(), ids, config.server.clone()));
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!("listening on http://{addr}");
 
@@ -618,18 +661,9 @@ pub async fn run(
                         continue;
                     }
                 };
-                let _ = tcp.set_nodelay(true);
-                let mut stream: pingora::protocols::l4::stream::Stream = tcp.into();
-                // Gives `Session::client_addr` its value (X-Forwarded-For).
-                stream.set_socket_digest(SocketDigest::from_raw_fd(stream.as_raw_fd()));
-                let (app, stopped) = (proxy.clone(), stopped.clone());
-                connections.spawn(async move {
-                    let mut next: Option<Stream> = app.process_new(Box::new(stream), &stopped).await;
-                    // Keep-alive: the next request on the same connection, until shutdown.
-                    while let Some(stream) = next {
-                        next = app.process_new(stream, &stopped).await;
-                    }
-                });
+                if let Some(connection) = edge.admit(tcp, &stopped) {
+                    connections.spawn(connection);
+                }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = stopping(&mut accept_stop) => break,
@@ -657,6 +691,26 @@ pub async fn run(
     refresh.abort();
     background.shutdown().await;
     Ok(())
+}
+
+/// Descriptors beyond the connections' own: listener, health checks, logs, the key refresh.
+const FD_HEADROOM: u64 = 64;
+
+/// Raises the open-file soft limit to the hard limit if `server.max_connections` would not fit
+/// under it (each client connection may hold an upstream connection too), or warns: past the
+/// limit `accept` fails and clients wait in the backlog instead of getting the cap's 503.
+fn ensure_descriptors(max_connections: usize) {
+    let wanted = 2 * max_connections as u64 + FD_HEADROOM;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit >= wanted => {}
+        Ok(limit) => tracing::warn!(
+            open_files = limit,
+            wanted,
+            "the open-file limit is below twice server.max_connections plus headroom; lower \
+             server.max_connections or raise the limit (ulimit -n)"
+        ),
+        Err(error) => tracing::warn!(%error, wanted, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Completes once shutdown is signalled (or its sender is gone).

@@ -328,3 +328,102 @@ pub async fn dead_address() -> String {
         .expect("address")
         .to_string()
 }
+
+/// An HTTP/1.1 response read off a raw socket: status, headers (names lowercase), body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// Asserts a gateway refusal: `status`, JSON with `code`, the request id of the header in the
+    /// body, and `Connection: close`.
+    pub fn assert_refusal(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.headers["content-type"], "application/json", "{self:?}");
+        let body: Value = serde_json::from_str(&self.body).expect("a JSON body");
+        assert_eq!(body["error"], code, "{body}");
+        let request_id = self.headers.get("x-request-id").expect("a request id");
+        assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+        assert_eq!(self.headers["connection"], "close", "{self:?}");
+    }
+}
+
+/// Reads one response (a `Content-Length` body) from `stream`, within 10 s.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> RawResponse {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before a whole response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .get("content-length")
+            .map_or(0, |l| l.parse().expect("a length"));
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before the whole body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        RawResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a response within 10 s")
+}
+
+/// How long until the peer closes `stream` (reads return 0 or fail), discarding what it sends;
+/// panics after `limit`.
+pub async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let closed = tokio::time::timeout(limit, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {limit:?}");
+    started.elapsed()
+}
+
+/// A raw HTTP/1.1 request head for `path` with a bearer token and `extra` header lines (each
+/// ending in CRLF), and the blank line.
+pub fn raw_head(method: &str, path: &str, token: &str, extra: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {token}\r\n{extra}\r\n"
+    )
+}
