@@ -11,6 +11,7 @@ use shared::{
         config::{AuthPlan, PlanKind},
     },
     config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
+    http::{Bounds, ServeLimits},
 };
 
 use crate::{
@@ -74,6 +75,20 @@ pub struct Config {
     #[arg(long, env = "AGENT_TIME_BUDGET_SECS", default_value_t = 120)]
     pub time_budget_secs: u64,
 
+    /// Tool calls an expert may have in flight at once for one question (1 to 64).
+    #[arg(long, env = "AGENT_MAX_PARALLEL_CALLS", default_value_t = 4)]
+    pub max_parallel_calls: usize,
+
+    /// Tool calls an expert may make for one question (1 to 500); the model is told that the
+    /// calls past it were not run.
+    #[arg(long, env = "AGENT_MAX_CALLS_PER_TURN", default_value_t = 24)]
+    pub max_calls_per_turn: usize,
+
+    /// Seconds a change an expert proposed (a payment, an unlock, ...) waits for the person's
+    /// confirmation before it expires unmade (1 to 86400).
+    #[arg(long, env = "AGENT_CONFIRMATION_TTL_SECS", default_value_t = 300)]
+    pub confirmation_ttl_secs: u64,
+
     /// Allow listening on a non-loopback address with authentication disabled or in passthrough
     /// mode. For trusted networks only; logged as a warning.
     #[arg(long, env = "ALLOW_OPEN_NETWORK", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
@@ -90,6 +105,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub host_guard: HostGuardArgs,
+
+    #[command(flatten)]
+    pub serve: ServeLimits,
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -219,6 +237,8 @@ pub struct ValidConfig {
     pub model: ModelChoice,
     pub memory: MemoryConfig,
     pub limits: Limits,
+    /// The serving bounds (body, headers, timeouts, connections) from [`Config::serve`].
+    pub bounds: Bounds,
 }
 
 impl Config {
@@ -241,6 +261,7 @@ impl Config {
         }
         let memory = MemoryConfig {
             ttl: Duration::from_secs(self.conversation_ttl_secs),
+            confirmation_ttl: Duration::from_secs(self.confirmation_ttl_secs),
             max_conversations_per_owner: self.conversations_per_owner,
             max_sessions_per_owner: self.sessions_per_owner,
             ..MemoryConfig::default()
@@ -257,6 +278,15 @@ impl Config {
                 "give at least 1",
             ));
         }
+        if !(1..=86_400).contains(&self.confirmation_ttl_secs) {
+            return Err(ConfigError::new(
+                "AGENT_CONFIRMATION_TTL_SECS",
+                format!(
+                    "{} is out of range: give 1 to 86400 seconds",
+                    self.confirmation_ttl_secs
+                ),
+            ));
+        }
         memory
             .validate()
             .map_err(|e| ConfigError::new("CONVERSATION_TTL_SECS", e.to_string()))?;
@@ -264,6 +294,18 @@ impl Config {
             return Err(ConfigError::new(
                 "AGENT_MAX_STEPS",
                 format!("{} is out of range: give 1 to 50", self.max_steps),
+            ));
+        }
+        if !(1..=64).contains(&self.max_parallel_calls) {
+            return Err(ConfigError::new(
+                "AGENT_MAX_PARALLEL_CALLS",
+                format!("{} is out of range: give 1 to 64", self.max_parallel_calls),
+            ));
+        }
+        if !(1..=500).contains(&self.max_calls_per_turn) {
+            return Err(ConfigError::new(
+                "AGENT_MAX_CALLS_PER_TURN",
+                format!("{} is out of range: give 1 to 500", self.max_calls_per_turn),
             ));
         }
         if !(1..=900).contains(&self.time_budget_secs) {
@@ -288,7 +330,24 @@ impl Config {
         let limits = Limits {
             max_steps: self.max_steps,
             time_budget: Duration::from_secs(self.time_budget_secs),
+            max_parallel_calls: self.max_parallel_calls,
+            max_calls_per_turn: self.max_calls_per_turn,
         };
+        // An expert's answer is one JSON response, sent when its turn ends: the request timeout
+        // must outlast the time budget, with room for the model's last reply.
+        let bounds = self
+            .serve
+            .validate(limits.time_budget + Duration::from_secs(60))?;
+        if bounds.request_timeout <= limits.time_budget {
+            return Err(ConfigError::new(
+                "REQUEST_TIMEOUT_SECS",
+                format!(
+                    "{} s would cut experts' answers: give more than AGENT_TIME_BUDGET_SECS ({} s)",
+                    bounds.request_timeout.as_secs_f64(),
+                    self.time_budget_secs
+                ),
+            ));
+        }
         Ok(ValidConfig {
             config: self,
             auth,
@@ -296,6 +355,7 @@ impl Config {
             model,
             memory,
             limits,
+            bounds,
         })
     }
 }
@@ -330,6 +390,10 @@ mod tests {
         assert_eq!(valid.config.mcp_server_uri, "http://127.0.0.1:8001/mcp");
         assert_eq!(valid.memory.ttl, Duration::from_secs(86_400));
         assert_eq!(valid.limits.max_steps, 8);
+        assert_eq!(valid.bounds.request_timeout, Duration::from_secs(180));
+        assert_eq!(valid.limits.max_parallel_calls, 4);
+        assert_eq!(valid.limits.max_calls_per_turn, 24);
+        assert_eq!(valid.memory.confirmation_ttl, Duration::from_secs(300));
     }
 
     #[test]
@@ -343,6 +407,23 @@ mod tests {
             "CONVERSATION_TTL_SECS"
         );
         assert_eq!(refused(&["--max-steps", "0"]), "AGENT_MAX_STEPS");
+        assert_eq!(
+            refused(&["--request-timeout-secs", "120"]),
+            "REQUEST_TIMEOUT_SECS"
+        );
+        assert_eq!(refused(&["--max-json-depth", "0"]), "MAX_JSON_DEPTH");
+        assert_eq!(
+            refused(&["--max-parallel-calls", "0"]),
+            "AGENT_MAX_PARALLEL_CALLS"
+        );
+        assert_eq!(
+            refused(&["--max-calls-per-turn", "501"]),
+            "AGENT_MAX_CALLS_PER_TURN"
+        );
+        assert_eq!(
+            refused(&["--confirmation-ttl-secs", "0"]),
+            "AGENT_CONFIRMATION_TTL_SECS"
+        );
         assert_eq!(
             refused(&["--time-budget-secs", "901"]),
             "AGENT_TIME_BUDGET_SECS"

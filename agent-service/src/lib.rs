@@ -64,6 +64,7 @@ pub async fn run(
         model,
         memory,
         limits,
+        bounds,
     } = valid;
     // The issuer and the model client first: a configuration error creates no database.
     let http = reqwest::Client::new();
@@ -117,7 +118,7 @@ pub async fn run(
         audit: audit.clone(),
     });
     let service = http::router(state, auth, &config.host_guard, sessions);
-    let served = shared::http::serve(listener, service.router, async move {
+    let served = shared::http::serve_with(listener, service.router, bounds, async move {
         shutdown.await;
         service.guard.trigger();
     })

@@ -10,6 +10,7 @@ use shared::{
     config::{
         AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
     },
+    http::{Bounds, ServeLimits},
 };
 
 /// Contoso tools service: the telecom's customer-service operations as MCP tools.
@@ -66,6 +67,9 @@ pub struct Config {
     pub host_guard: HostGuardArgs,
 
     #[command(flatten)]
+    pub serve: ServeLimits,
+
+    #[command(flatten)]
     pub telemetry: TelemetryArgs,
 
     #[command(flatten)]
@@ -87,10 +91,17 @@ pub struct Config {
 pub struct ValidConfig {
     pub config: Config,
     pub auth: AuthPlan,
+    /// The serving bounds (body, headers, timeouts, connections) from [`Config::serve`].
+    pub bounds: Bounds,
 }
 
 /// The embedding deployment knowledge-base search uses.
 pub type EmbeddingConfig = AzureDeployment;
+
+/// REQUEST_TIMEOUT_SECS when not given: above the longest tool call answered as one JSON
+/// response, the nine-step diagnosis at its default 5 s a step (45 s); with a progress token it
+/// streams, and only its head is timed.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Customers above this are refused: the generator keeps the whole data set in memory.
 const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
@@ -107,7 +118,12 @@ impl Config {
     /// Validates and keeps the result for [`crate::run`].
     pub fn into_valid(self) -> Result<ValidConfig, ConfigError> {
         let auth = self.validate()?;
-        Ok(ValidConfig { config: self, auth })
+        let bounds = self.serve.validate(DEFAULT_REQUEST_TIMEOUT)?;
+        Ok(ValidConfig {
+            config: self,
+            auth,
+            bounds,
+        })
     }
 
     /// Checks the settings that parse but do not make sense together, and returns the
@@ -192,6 +208,16 @@ mod tests {
         assert_eq!(parse(&["--seed-random", "42"]).seed_random, 42);
         assert_eq!(c.troubleshoot_step() * 9, Duration::from_secs(45));
         assert!(c.validate().is_ok());
+        let valid = c.into_valid().expect("valid");
+        assert_eq!(valid.bounds.request_timeout, Duration::from_secs(60));
+        assert_eq!(valid.bounds.max_request_body_bytes, 1024 * 1024);
+        assert_eq!(
+            parse(&["--max-connections", "0"])
+                .into_valid()
+                .expect_err("refused")
+                .variable,
+            "MAX_CONNECTIONS"
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let ValidConfig { config, auth: plan } = valid;
+    let ValidConfig {
+        config,
+        auth: plan,
+        bounds,
+    } = valid;
     // Reach the token issuer before touching the database: an unreachable issuer is a
     // configuration error, and nothing should be created or seeded for a service that won't run.
     let mode = plan
@@ -88,7 +92,7 @@ pub async fn run(
         },
         &config.host_guard,
     );
-    let served = shared::http::serve(listener, router.router, async move {
+    let served = shared::http::serve_with(listener, router.router, bounds, async move {
         shutdown.await;
         router.guard.trigger();
     })

@@ -1,7 +1,13 @@
-//! Serving an axum router: the listener loop with graceful shutdown, the middleware every service
-//! puts in front of its routes, and the liveness endpoint.
+//! Serving an axum router: [`serve_with`] runs it on a listener within the bounds of
+//! [`limits`] (connection handling in `conn`), with graceful shutdown; plus the middleware every
+//! service puts in front of its routes, the one JSON error shape, and the health endpoints;
+//! [`probe`] is the raw client tests prove the bounds with.
 
-use std::{future::Future, io, time::Duration};
+mod conn;
+pub mod limits;
+pub mod probe;
+
+use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -25,20 +31,38 @@ pub fn request_id(parts: &axum::http::request::Parts) -> Option<&str> {
     parts.headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
-///
-/// Logs exactly one `listening on http://ADDR` line with the bound address, which is how
-/// scripts and tests learn the port when they bind `127.0.0.1:0`.
+pub use limits::{Bounds, ServeLimits};
+
+/// [`serve_with`] the default [`Bounds`]: for servers without settings of their own (the
+/// devstack identity provider).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, router, Bounds::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `bounds` until `shutdown` completes, then stops
+/// accepting and lets in-flight requests finish. The connection bounds apply to any router; the
+/// request-level ones (body, JSON depth, request timeout) to the routes [`with_middleware`]
+/// wrapped, as every service's are.
+///
+/// Logs exactly one `listening on http://ADDR` line with the bound address, which is how
+/// scripts and tests learn the port when they bind `127.0.0.1:0`.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let addr = listener.local_addr()?;
+    let bounds = Arc::new(bounds);
+    // The request-level bounds run inside `with_middleware` (so the access log and the request
+    // id cover their refusals); they find the bounds on the request.
+    let app = router.layer(axum::Extension(bounds.clone()));
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, app, bounds, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM (what `docker stop` and Container Apps send).
@@ -72,7 +96,8 @@ pub async fn shutdown_signal() {
 
 /// Wraps a service's routes in the middleware every service uses, outermost first:
 /// request id (kept from the caller or generated, echoed in the response), one access-log line
-/// per request with status and duration, and panic capture (a panicking handler answers 500
+/// per request with status and duration, the request-level bounds of [`serve_with`] (time to a
+/// response head, body size, JSON depth), and panic capture (a panicking handler answers 500
 /// with a JSON body instead of dropping the connection).
 ///
 /// The access log records the path but never the query string or headers, so tokens and
@@ -107,6 +132,8 @@ pub fn with_middleware(router: Router) -> Router {
         .on_failure(());
     router
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(limits::guard_body))
+        .layer(axum::middleware::from_fn(limits::request_timeout))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
