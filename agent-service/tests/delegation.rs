@@ -338,7 +338,9 @@ async fn exchanges_the_issuer_refuses_and_actors_the_tools_service_does_not_trus
     .await;
     let answer = failed_answer(&not_allowed, &caller).await;
     let error = answer["error"].as_str().unwrap_or_default();
-    assert!(error.contains("unauthorized_client"), "{answer}");
+    assert!(error.contains("refused to exchange"), "{answer}");
+    // The issuer's reply describes the agent's own client: it is for the log, not the caller.
+    assert!(!error.contains("unauthorized_client"), "{answer}");
     assert!(!error.contains("http://"), "no internal URL: {error}");
     assert!(
         recorder.tokens().is_empty(),
@@ -354,13 +356,9 @@ async fn exchanges_the_issuer_refuses_and_actors_the_tools_service_does_not_trus
     )
     .await;
     let answer = failed_answer(&wrong_secret, &caller).await;
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("invalid_client"),
-        "{answer}"
-    );
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("refused to exchange"), "{answer}");
+    assert!(!error.contains("invalid_client"), "{answer}");
     assert!(
         recorder.tokens().is_empty(),
         "nothing reached the tools service"

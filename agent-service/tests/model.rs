@@ -171,11 +171,18 @@ async fn provider_errors_and_empty_answers_are_reported_without_the_key() {
     let question = [Message::User("hello".into())];
 
     let error = model.complete(&question, &[]).await.expect_err("a 400");
-    let text = error.to_string();
+    let text = error.detail();
     assert!(matches!(error, ModelError::Request { .. }), "{error:?}");
     assert!(text.contains("maximum context length"), "{text}");
     assert!(text.contains("gpt-4o-chat"), "names the deployment: {text}");
     assert!(!text.contains("azure-key-123"), "{text}");
+    // What a caller may read names neither the endpoint nor the provider's words.
+    let shown = error.to_string();
+    assert!(
+        !shown.contains("http") && !shown.contains("gpt-4o-chat"),
+        "{shown}"
+    );
+    assert!(!shown.contains("maximum context length"), "{shown}");
 
     let error = model
         .complete(&question, &[])
@@ -196,5 +203,6 @@ async fn an_unreachable_endpoint_is_an_error_naming_it() {
         .complete(&[Message::User("hi".into())], &[])
         .await
         .expect_err("nothing listens");
-    assert!(error.to_string().contains(&closed.to_string()), "{error}");
+    assert!(error.detail().contains(&closed.to_string()), "{error:?}");
+    assert!(!error.to_string().contains(&closed.to_string()), "{error}");
 }

@@ -168,6 +168,12 @@ pub struct StackArgs {
     #[arg(long, default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
     pub token_lifetime_secs: u64,
 
+    /// Allow binding the stack's listeners on addresses other machines can reach. Off by
+    /// default: the development IdP's client secrets are public, so anyone who reaches it gets
+    /// tokens for every service. Only on a trusted network.
+    #[arg(long, env = "ALLOW_OPEN_NETWORK", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub allow_open_network: bool,
+
     #[command(flatten)]
     pub data: DataArgs,
 
@@ -197,6 +203,12 @@ pub struct IdpArgs {
     #[arg(long, env = "IDP_ALLOW_ROTATION", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
     pub allow_rotation: bool,
 
+    /// Allow binding an address other machines can reach. Off by default: the development
+    /// clients' secrets are public, so anyone who reaches the IdP gets tokens. Only on a
+    /// trusted network.
+    #[arg(long, env = "ALLOW_OPEN_NETWORK", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub allow_open_network: bool,
+
     #[command(flatten)]
     pub data: DataArgs,
 
@@ -204,7 +216,53 @@ pub struct IdpArgs {
     pub telemetry: TelemetryArgs,
 }
 
+/// Refuses a development listener (named by `setting`) on `addr` unless it is a loopback address
+/// or `allow_open_network` (`ALLOW_OPEN_NETWORK`) says the network is trusted; warns loudly
+/// when it is allowed. Called before anything binds.
+pub fn check_bind(setting: &str, addr: SocketAddr, allow_open_network: bool) -> Result<(), Error> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !allow_open_network {
+        return Err(Error::InvalidConfig(format!(
+            "{setting}={addr} is not a loopback address, and the development identity \
+             provider's client secrets are public: anyone who can reach the stack could get \
+             tokens for it. Bind 127.0.0.1, or set ALLOW_OPEN_NETWORK=true \
+             (--allow-open-network true) on a trusted network"
+        )));
+    }
+    tracing::warn!(
+        setting,
+        %addr,
+        "ALLOW_OPEN_NETWORK=true: a development listener is reachable from the network; the \
+         identity provider hands tokens to anyone who knows its published client secrets. \
+         Trust its issuer only in development!"
+    );
+    Ok(())
+}
+
+impl StackArgs {
+    /// [`check_bind`] for every listener of the stack.
+    pub fn check_exposure(&self) -> Result<(), Error> {
+        for (setting, addr) in [
+            ("IDP_BIND_ADDR", self.idp_bind),
+            ("TOOLS_BIND_ADDR", self.tools_bind),
+            ("FABRIKAM_BIND_ADDR", self.fabrikam_bind),
+            ("AGENT_BIND_ADDR", self.agent_bind),
+            ("GATEWAY_BIND_ADDR", self.gateway_bind),
+        ] {
+            check_bind(setting, addr, self.allow_open_network)?;
+        }
+        Ok(())
+    }
+}
+
 impl IdpArgs {
+    /// [`check_bind`] for the identity provider's address.
+    pub fn check_exposure(&self) -> Result<(), Error> {
+        check_bind("IDP_BIND_ADDR", self.bind, self.allow_open_network)
+    }
+
     pub fn idp_config(&self) -> IdpConfig {
         let mut clients = defaults::clients_for(&self.audience);
         clients.push(defaults::agent_client(
@@ -336,6 +394,38 @@ mod tests {
             ..config
         })
         .expect("a valid IdP");
+    }
+
+    #[test]
+    fn a_listener_off_loopback_needs_allow_open_network() {
+        let open: SocketAddr = "0.0.0.0:0".parse().expect("address");
+        let error = check_bind("IDP_BIND_ADDR", open, false).expect_err("refused");
+        let message = error.to_string();
+        assert!(message.contains("IDP_BIND_ADDR=0.0.0.0:0"), "{message}");
+        assert!(message.contains("ALLOW_OPEN_NETWORK=true"), "{message}");
+        check_bind("IDP_BIND_ADDR", open, true).expect("allowed");
+        for loopback in ["127.0.0.1:0", "127.8.9.10:1", "[::1]:0"] {
+            check_bind("X", loopback.parse().expect("address"), false).expect(loopback);
+        }
+
+        let cli =
+            Cli::try_parse_from(["devstack", "--gateway-bind", "0.0.0.0:8080"]).expect("parses");
+        let message = cli.stack.check_exposure().expect_err("refused").to_string();
+        assert!(message.contains("GATEWAY_BIND_ADDR"), "{message}");
+        let cli = Cli::try_parse_from([
+            "devstack",
+            "--gateway-bind",
+            "0.0.0.0:8080",
+            "--allow-open-network",
+            "true",
+        ])
+        .expect("parses");
+        cli.stack.check_exposure().expect("allowed");
+        Cli::try_parse_from(["devstack"])
+            .expect("parses")
+            .stack
+            .check_exposure()
+            .expect("the defaults are loopback");
     }
 
     #[test]

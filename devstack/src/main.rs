@@ -24,6 +24,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Idp(args)) => {
             shared::telemetry::init(&args.telemetry)?;
+            // Before binding: a refused address is never open, not even for a moment.
+            args.check_exposure()?;
             let listener = TcpListener::bind(args.bind)
                 .await
                 .with_context(|| format!("cannot listen on {} (IDP_BIND_ADDR)", args.bind))?;

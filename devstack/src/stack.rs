@@ -133,6 +133,8 @@ impl RunningStack {
 /// Starts the stack and returns once every backend answers `/readyz` and the gateway answers
 /// each route's metadata. On an error, whatever had started is stopped.
 pub async fn start(args: StackArgs) -> anyhow::Result<RunningStack> {
+    // No listener off loopback unless ALLOW_OPEN_NETWORK: the IdP's client secrets are public.
+    args.check_exposure()?;
     // Every port first, so a taken one fails the start before anything runs, naming its setting.
     let idp_listener = bind(args.idp_bind, "IDP_BIND_ADDR", "the identity provider").await?;
     let backend_binds = [

@@ -24,6 +24,7 @@ fn args(dir: &tempfile::TempDir) -> StackArgs {
         gateway_bind: any_port(),
         agent_bind: any_port(),
         token_lifetime_secs: 600,
+        allow_open_network: false,
         data: DataArgs {
             data_dir: dir.path().join("devstack"),
         },

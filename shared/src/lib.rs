@@ -4,6 +4,7 @@
 //! - [`config`]: the settings common to every service (bind address, logging, host and origin
 //!   allow-lists), parsed by `clap` from flags with environment-variable fallbacks.
 //! - [`telemetry`]: one way to initialise `tracing` for every binary.
+//! - [`files`]: owner-only folders and files for what holds personal data or secrets.
 //! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
 //! - `azure` (feature `azure`): authenticating to Azure resources with a key or an Entra
@@ -28,6 +29,7 @@ pub mod auth;
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod config;
+pub mod files;
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;

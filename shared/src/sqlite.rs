@@ -5,6 +5,11 @@
 //! instead of failing; and the owning crate's migrations applied before the pool is handed out.
 //! Each crate keeps its own schema (`sqlx::migrate!()` reads the crate's `migrations/` folder)
 //! and passes it in.
+//!
+//! The file holds personal data (conversations, customers, the audit trail), so it is owner-only
+//! on Unix: its folder is created 0700 and the file 0600 before SQLite opens it ([`crate::files`]);
+//! SQLite gives the `-wal` and `-shm` files it creates the main file's permissions, so they are
+//! 0600 too.
 
 use std::{
     path::{Path, PathBuf},
@@ -28,6 +33,11 @@ pub enum OpenError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make {} owner-only: {source}", path.display())]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("migrating the database: {0}")]
@@ -42,10 +52,28 @@ pub async fn open_file(
     migrator: &Migrator,
 ) -> Result<SqlitePool, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+        crate::files::create_private_dir(dir).map_err(|source| OpenError::CreateDir {
             dir: dir.to_owned(),
             source,
         })?;
+    }
+    let private = |path: &Path, result: std::io::Result<()>| {
+        result.map_err(|source| OpenError::Permissions {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    // Created (empty, which SQLite takes as a new database) or tightened before SQLite opens it,
+    // so it is never readable by others, not even for a moment.
+    private(path, crate::files::ensure_private_file(path).map(drop))?;
+    // Left by an earlier version with the main file's old mode; SQLite reuses them as they are.
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            private(&side, crate::files::restrict(&side))?;
+        }
     }
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -118,6 +146,56 @@ mod tests {
             .await
             .expect("select");
         assert_eq!(text, "kept");
+        pool.close().await;
+    }
+
+    /// The database, its WAL and shared-memory files and the folder made for them hold
+    /// personal data: only their owner may read them, whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_its_wal_and_shm_and_their_folder_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("data");
+        let path = folder.join("private.db");
+        let pool = open_file(&path, 2, &one_table()).await.expect("open");
+        sqlx::query("INSERT INTO notes (text) VALUES ('personal')")
+            .execute(&pool)
+            .await
+            .expect("insert");
+        assert_eq!(mode(&folder), 0o700, "folder");
+        assert_eq!(mode(&path), 0o600, "database");
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(
+                mode(&side),
+                0o600,
+                "{suffix}: SQLite copies the main file's mode"
+            );
+        }
+        pool.close().await;
+
+        // A database an earlier version left world-readable is made owner-only when opened.
+        let old = dir.path().join("old.db");
+        let pool = open_file(&old, 1, &one_table()).await.expect("open");
+        pool.close().await;
+        for file in [old.clone(), PathBuf::from(format!("{}-wal", old.display()))] {
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+                    .expect("chmod");
+            }
+        }
+        let pool = open_file(&old, 1, &one_table()).await.expect("reopen");
+        assert_eq!(mode(&old), 0o600);
+        let wal = PathBuf::from(format!("{}-wal", old.display()));
+        assert_eq!(mode(&wal), 0o600);
         pool.close().await;
     }
 

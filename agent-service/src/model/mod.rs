@@ -55,24 +55,59 @@ pub struct Reply {
 }
 
 /// Why the model gave no reply. The message never contains the API key.
+///
+/// `Display` is what a caller may read (an expert's answer carries it): what happened, never the
+/// model's endpoint nor the provider's or HTTP client's words. [`ModelError::detail`] has those,
+/// for the log (the model client logs it where the error is made) and start-up errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The endpoint could not be reached, refused the request or answered with an error.
-    #[error("the model at {endpoint} failed: {message}")]
+    #[error("the language model failed to answer")]
     Request { endpoint: String, message: String },
     /// The endpoint answered, but with nothing the loop can use (no choice, no text, no call).
-    #[error("the model at {endpoint} gave an empty answer")]
+    #[error("the language model gave an empty answer")]
     Empty { endpoint: String },
     /// No credential to send: the key cannot be a header, or no Entra token could be had.
-    #[error("cannot authenticate to the model at {endpoint}: {message}")]
+    #[error("the service cannot authenticate to its language model")]
     Auth { endpoint: String, message: String },
+}
+
+impl ModelError {
+    /// For the log (never for a caller): the failure with the endpoint and the cause.
+    pub fn detail(&self) -> String {
+        match self {
+            ModelError::Request { endpoint, message } => {
+                format!("the model at {endpoint} failed: {message}")
+            }
+            ModelError::Empty { endpoint } => {
+                format!("the model at {endpoint} gave an empty answer")
+            }
+            ModelError::Auth { endpoint, message } => {
+                format!("cannot authenticate to the model at {endpoint}: {message}")
+            }
+        }
+    }
+
+    /// Logs [`ModelError::detail`] at WARN (in the current span, which names the request) and
+    /// hands the error on.
+    pub(crate) fn logged(self) -> Self {
+        tracing::warn!(detail = %self.detail(), "model request failed");
+        self
+    }
 }
 
 /// A chat model with tool calling.
 #[async_trait]
 pub trait ChatModel: Send + Sync {
-    /// Which model and where, for `/readyz`, logs and answers ("gpt-4o at https://...").
+    /// Which model and where, for the start-up log ("gpt-4o at https://..."); never shown to
+    /// callers.
     fn describe(&self) -> String;
+
+    /// Which kind of model and how the service authenticates to it, without any address, for
+    /// `/readyz` ("Azure OpenAI (managed identity)").
+    fn mode(&self) -> String {
+        "model".to_owned()
+    }
 
     /// The model's next step after `messages`, with `tools` on offer (none: it must answer).
     async fn complete(&self, messages: &[Message], tools: &[ToolSpec])

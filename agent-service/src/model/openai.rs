@@ -74,9 +74,12 @@ impl OpenAiChat {
             "{}/openai/deployments/{}",
             deployment.endpoint, deployment.deployment
         );
-        let auth = AzureAuth::new(&deployment.auth).map_err(|e| ModelError::Auth {
-            endpoint: endpoint.clone(),
-            message: e.to_string(),
+        let auth = AzureAuth::new(&deployment.auth).map_err(|e| {
+            ModelError::Auth {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            }
+            .logged()
         })?;
         let config = AzureConfig::new()
             .with_api_base(&deployment.endpoint)
@@ -110,9 +113,12 @@ impl OpenAiChat {
             .connect_timeout(Duration::from_secs(10))
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| ModelError::Request {
-                endpoint: endpoint.clone(),
-                message: format!("building the HTTP client: {e}"),
+            .map_err(|e| {
+                ModelError::Request {
+                    endpoint: endpoint.clone(),
+                    message: format!("building the HTTP client: {e}"),
+                }
+                .logged()
             })?;
         Ok(OpenAiChat {
             client: Client::with_config(config).with_http_client(http),
@@ -127,9 +133,12 @@ impl OpenAiChat {
         let Some(auth) = &self.auth else {
             return Ok(None);
         };
-        let (name, value) = auth.header().await.map_err(|e| ModelError::Auth {
-            endpoint: self.endpoint.clone(),
-            message: e.to_string(),
+        let (name, value) = auth.header().await.map_err(|e| {
+            ModelError::Auth {
+                endpoint: self.endpoint.clone(),
+                message: e.to_string(),
+            }
+            .logged()
         })?;
         Ok(Some(HeaderMap::from_iter([(name, value)])))
     }
@@ -150,6 +159,13 @@ impl ChatModel for OpenAiChat {
         }
     }
 
+    fn mode(&self) -> String {
+        match &self.auth {
+            Some(auth) => format!("Azure OpenAI ({})", auth.describe()),
+            None => "OpenAI-compatible".to_owned(),
+        }
+    }
+
     async fn complete(
         &self,
         messages: &[Message],
@@ -166,15 +182,18 @@ impl ChatModel for OpenAiChat {
         if let Some(headers) = self.auth_headers().await? {
             chat = chat.headers(headers);
         }
-        let response = chat
-            .create(request)
-            .await
-            .map_err(|e| ModelError::Request {
+        let response = chat.create(request).await.map_err(|e| {
+            ModelError::Request {
                 endpoint: self.endpoint.clone(),
                 message: describe_error(&e),
-            })?;
-        let empty = || ModelError::Empty {
-            endpoint: self.endpoint.clone(),
+            }
+            .logged()
+        })?;
+        let empty = || {
+            ModelError::Empty {
+                endpoint: self.endpoint.clone(),
+            }
+            .logged()
         };
         let message = response
             .choices

@@ -204,7 +204,8 @@ impl ToolsConnection {
             Ok(other) => Err(UpstreamError::Failed {
                 url: self.url.to_string(),
                 reason: format!("unexpected answer to tools/call {tool}: {other:?}"),
-            }),
+            }
+            .logged()),
             Err(ServiceError::McpError(error)) => Ok(ToolOutcome::Rejected {
                 code: error.code.0,
                 message: error.message.into_owned(),

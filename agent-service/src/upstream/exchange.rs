@@ -169,10 +169,11 @@ impl TokenExchange {
                 Some(Refused { error, .. }) => error,
                 None => format!("HTTP {status}"),
             };
+            // The issuer's words are for the operator: they describe the agent's own client.
             tracing::warn!(status = status.as_u16(), %reason, "token exchange refused");
-            return Err(TokenError::new(format!(
-                "the token issuer refused to exchange the caller's token ({reason})"
-            )));
+            return Err(TokenError::new(
+                "the token issuer refused to exchange the caller's token",
+            ));
         }
         let issued: Issued = response.json().await.map_err(|error| {
             tracing::warn!(%error, "unreadable token response");
@@ -237,6 +238,13 @@ impl TokenSource for TokenExchange {
             Grant::EntraObo => "Entra on-behalf-of",
         };
         format!("delegated tokens: {grant} as {}", self.settings.client_id)
+    }
+
+    fn mode(&self) -> &'static str {
+        match self.settings.grant {
+            Grant::Rfc8693 => "token_exchange",
+            Grant::EntraObo => "entra_on_behalf_of",
+        }
     }
 }
 

@@ -39,21 +39,27 @@ pub use token::{BearerToken, PassThrough, TokenError, TokenSource};
 
 use progress::{ProgressRoutes, RelayTransport};
 
-/// Why the tools service could not be used. Every variant that comes from the tools service
-/// names its URL, so an operator knows which setting (`MCP_SERVER_URI`) to look at.
+/// Why the tools service could not be used.
+///
+/// `Display` is what a caller may read (an expert's answer shows it): what happened, in words,
+/// never the tools service's URL nor the HTTP client's error text. [`UpstreamError::detail`] is
+/// for the log and for start-up errors: it names the URL (so an operator knows which setting,
+/// `MCP_SERVER_URI`, to look at) and the cause. Failures met while serving a request are logged
+/// with their detail where they are made, inside the request's span (which carries its id).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// A configuration error, met at start-up only: its message names the setting's value.
     #[error("the tools service URL {url:?} is not usable: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error(transparent)]
     Token(#[from] TokenError),
-    #[error("the tools service at {url} is unreachable: {reason}")]
+    #[error("the customer-service tools cannot be reached right now")]
     Unreachable { url: String, reason: String },
     #[error(
-        "the tools service at {url} refused the token of the inner calls (expired, or not for this service)"
+        "the tools service refused the token of the inner calls (expired, or not for this service)"
     )]
     Unauthorized { url: String },
-    #[error("the tools service at {url} failed: {reason}")]
+    #[error("the customer-service tools failed to answer")]
     Failed { url: String, reason: String },
     #[error("the call to {tool} was cancelled")]
     Cancelled { tool: String },
@@ -72,11 +78,40 @@ impl UpstreamError {
         }
     }
 
+    /// For the log (never for a caller): the failure with the tools service's URL and its cause.
+    pub fn detail(&self) -> String {
+        match self {
+            UpstreamError::InvalidUrl { .. }
+            | UpstreamError::Token(_)
+            | UpstreamError::Cancelled { .. } => self.to_string(),
+            UpstreamError::Unreachable { url, reason } => {
+                format!("the tools service at {url} is unreachable: {reason}")
+            }
+            UpstreamError::Unauthorized { url } => format!(
+                "the tools service at {url} refused the token of the inner calls (expired, or \
+                 not for this service)"
+            ),
+            UpstreamError::Failed { url, reason } => {
+                format!("the tools service at {url} failed: {reason}")
+            }
+        }
+    }
+
+    /// Logs the detail of a failure met while serving (at WARN, in the current span, which
+    /// names the request) and hands the error on.
+    fn logged(self) -> Self {
+        if !matches!(self, UpstreamError::Cancelled { .. }) {
+            tracing::warn!(kind = self.kind(), detail = %self.detail(), "tools service call failed");
+        }
+        self
+    }
+
     fn from_service(url: &str, error: ServiceError) -> Self {
         if error.is_authorization_required() || error.auth_challenge().is_some() {
             return UpstreamError::Unauthorized {
                 url: url.to_owned(),
-            };
+            }
+            .logged();
         }
         let reason = match &error {
             // As in `from_connect`: the cause is what helps.
@@ -87,13 +122,15 @@ impl UpstreamError {
             url: url.to_owned(),
             reason,
         }
+        .logged()
     }
 
     fn from_connect(url: &str, error: ClientInitializeError) -> Self {
         if error.is_authorization_required() || error.auth_challenge().is_some() {
             return UpstreamError::Unauthorized {
                 url: url.to_owned(),
-            };
+            }
+            .logged();
         }
         // The transport's own message names its (long) Rust type, and does not declare the
         // cause its source: start from the cause.
@@ -104,7 +141,7 @@ impl UpstreamError {
             }
             error => (error as &(dyn std::error::Error + 'static), chain(error)),
         };
-        if no_connection(cause) {
+        let error = if no_connection(cause) {
             UpstreamError::Unreachable {
                 url: url.to_owned(),
                 reason,
@@ -114,7 +151,8 @@ impl UpstreamError {
                 url: url.to_owned(),
                 reason,
             }
-        }
+        };
+        error.logged()
     }
 }
 
@@ -206,9 +244,14 @@ impl ToolsClient {
         &self.url
     }
 
-    /// How inner calls are authorized (see [`TokenSource::describe`]).
+    /// How inner calls are authorized (see [`TokenSource::describe`]), for the log.
     pub fn authorization(&self) -> String {
         self.tokens.describe()
+    }
+
+    /// The name of that mode alone (see [`TokenSource::mode`]), for `/readyz`.
+    pub fn authorization_mode(&self) -> &'static str {
+        self.tokens.mode()
     }
 
     /// Connects on behalf of the caller who sent `caller`, for the conversation
@@ -218,7 +261,11 @@ impl ToolsClient {
         caller: &BearerToken,
         conversation_id: &str,
     ) -> Result<ToolsConnection, UpstreamError> {
-        let token = self.tokens.token_for(caller).await?;
+        let token = self
+            .tokens
+            .token_for(caller)
+            .await
+            .map_err(|e| UpstreamError::from(e).logged())?;
         let routes = Arc::new(ProgressRoutes::default());
         let config = StreamableHttpClientTransportConfig::with_uri(self.url.clone())
             .auth_header(token.expose());
@@ -239,7 +286,8 @@ impl ToolsClient {
                 return Err(UpstreamError::Unreachable {
                     url: self.url.to_string(),
                     reason: format!("no answer within {:?}", self.connect_timeout),
-                });
+                }
+                .logged());
             }
         };
         Ok(ToolsConnection {

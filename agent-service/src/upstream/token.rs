@@ -36,7 +36,8 @@ impl fmt::Debug for BearerToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no token for the tools service: {reason}")]
 pub struct TokenError {
-    /// What went wrong, without any token in it.
+    /// What went wrong, in words a caller may read: never a token, nor the issuer's address or
+    /// its error reply (those are logged where the exchange fails).
     pub reason: String,
 }
 
@@ -57,8 +58,11 @@ impl TokenError {
 pub trait TokenSource: fmt::Debug + Send + Sync {
     async fn token_for(&self, caller: &BearerToken) -> Result<BearerToken, TokenError>;
 
-    /// How inner calls are authorized, for `/readyz` and the start-up log.
+    /// How inner calls are authorized, for the start-up log.
     fn describe(&self) -> String;
+
+    /// The mode's name alone (no address, no client id), for `/readyz`, which anyone may read.
+    fn mode(&self) -> &'static str;
 }
 
 /// The caller's own token, unchanged (`TOKEN_EXCHANGE=passthrough`, development only): the
@@ -75,6 +79,10 @@ impl TokenSource for PassThrough {
 
     fn describe(&self) -> String {
         "passthrough (DEVELOPMENT ONLY: callers' own tokens are sent on)".to_owned()
+    }
+
+    fn mode(&self) -> &'static str {
+        "passthrough"
     }
 }
 

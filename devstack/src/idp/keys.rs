@@ -115,15 +115,22 @@ impl SigningKey {
         pem_encode("PUBLIC KEY", spki.as_ref())
     }
 
-    /// Loads the key at `path`, or creates it there (0600, parent folders included) when the
-    /// file does not exist. A `.der` file is written as PKCS#8 DER, anything else as PEM.
+    /// Loads the key at `path`, or creates it there (0600, missing parent folders 0700) when the
+    /// file does not exist; an existing key file readable by others is made owner-only. A
+    /// `.der` file is written as PKCS#8 DER, anything else as PEM.
     ///
     /// Creation is atomic: the key is written to a private temporary file and hard-linked into
     /// place, so two processes starting at once (a running devstack and `devstack token`) end up
     /// with the same key, and neither ever reads a half-written file.
     pub fn load_or_create(path: &Path) -> Result<Self, Error> {
         match fs::read(path) {
-            Ok(bytes) => return Self::from_bytes(&bytes, &path.display().to_string()),
+            Ok(bytes) => {
+                // A key file copied in or left by an earlier version may be readable by others.
+                if let Err(error) = shared::files::restrict(path) {
+                    tracing::warn!(path = %path.display(), %error, "the signing key file could not be made owner-only");
+                }
+                return Self::from_bytes(&bytes, &path.display().to_string());
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(key_file("reading", path, source)),
         }
@@ -135,7 +142,8 @@ impl SigningKey {
             key.to_pem().into_bytes()
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| key_file("creating the folder of", path, e))?;
+            shared::files::create_private_dir(dir)
+                .map_err(|e| key_file("creating the folder of", path, e))?;
         }
         // Unique per process and per call: two threads of one test binary may race here too.
         static ATTEMPT: AtomicU64 = AtomicU64::new(0);
@@ -356,6 +364,25 @@ mod tests {
             .verify(signed.as_bytes(), &signature)
             .expect("verifies");
         assert!(public.verify(b"other", &signature).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_and_its_folders_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("data").join("devstack").join("key.pem");
+        let key = SigningKey::load_or_create(&path).expect("created");
+        assert_eq!(mode(&path), 0o600, "key file");
+        assert_eq!(mode(&root.path().join("data")), 0o700);
+        assert_eq!(mode(&root.path().join("data").join("devstack")), 0o700);
+
+        // A key file someone made readable to all is tightened when loaded, same key.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let loaded = SigningKey::load_or_create(&path).expect("loaded");
+        assert_eq!(loaded.kid(), key.kid());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

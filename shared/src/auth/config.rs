@@ -11,7 +11,7 @@ use clap::ArgAction;
 
 use super::{
     RolePolicy,
-    jwks::{Jwks, discover},
+    jwks::{Jwks, check_secure_url, discover},
     policy::PlatformRoles,
     verifier::{JwtVerifier, VerifierSettings},
 };
@@ -186,11 +186,15 @@ impl AuthArgs {
                      tokens, or for local development only USE_PASSTHROUGH_AUTH=true or DISABLE_AUTH=true",
                 ));
             };
-            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-                return Err(ConfigError::new(
-                    "AUTH_ISSUER",
-                    format!("{issuer:?} is not an http(s) URL"),
-                ));
+            // Keys and tokens are trusted from there: nobody on the network may change them.
+            let issuer_setting = match &self.auth_issuer {
+                Some(given) if !given.trim().is_empty() => "AUTH_ISSUER",
+                _ => "AAD_TENANT_ID",
+            };
+            check_secure_url(&issuer).map_err(|e| ConfigError::new(issuer_setting, e))?;
+            let jwks_uri = self.auth_jwks_uri.clone().filter(|u| !u.trim().is_empty());
+            if let Some(uri) = &jwks_uri {
+                check_secure_url(uri.trim()).map_err(|e| ConfigError::new("AUTH_JWKS_URI", e))?;
             }
             let allowed = non_empty(&self.allowed_tenants);
             PlanKind::Jwt {
@@ -201,7 +205,7 @@ impl AuthArgs {
                     leeway: Duration::from_secs(self.auth_leeway_secs),
                     trusted_actors: non_empty(&self.trusted_actors).into_iter().collect(),
                 },
-                jwks_uri: self.auth_jwks_uri.clone().filter(|u| !u.trim().is_empty()),
+                jwks_uri: jwks_uri.map(|u| u.trim().to_owned()),
             }
         };
         // A URL audience is asked for with RFC 8707 `resource`; an application ID URI
@@ -352,5 +356,91 @@ impl AuthPlan {
                 Ok(AuthMode::Jwt(Arc::new(JwtVerifier::new(settings, jwks))))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: AuthArgs,
+    }
+
+    /// The plan of these flags (and no environment: every flag the plan reads is given).
+    fn plan(args: &[&str]) -> Result<AuthPlan, ConfigError> {
+        let base = [
+            "test",
+            "--disable-auth",
+            "false",
+            "--use-passthrough-auth",
+            "false",
+        ];
+        Cli::try_parse_from(base.iter().chain(args))
+            .expect("flags parse")
+            .auth
+            .plan()
+    }
+
+    #[test]
+    fn an_issuer_must_be_https_unless_it_is_a_loopback_address() {
+        for issuer in [
+            "https://login.example.com/tenant/v2.0",
+            "http://127.0.0.1:4444",
+            "http://127.8.9.10",
+            "http://[::1]:4444",
+            "http://localhost:4444",
+            "http://LOCALHOST",
+        ] {
+            plan(&["--auth-issuer", issuer]).unwrap_or_else(|e| panic!("{issuer}: {e}"));
+        }
+        for issuer in [
+            "http://idp.example.com",
+            "http://10.0.0.5:4444",
+            "http://0.0.0.0:4444",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "ftp://idp.example.com",
+            "idp.example.com",
+        ] {
+            let error = plan(&["--auth-issuer", issuer]).expect_err(issuer);
+            assert_eq!(error.variable, "AUTH_ISSUER", "{issuer}");
+        }
+        let error = plan(&["--auth-issuer", "http://idp.example.com"]).expect_err("refused");
+        assert!(error.to_string().contains("https://"), "{error}");
+    }
+
+    #[test]
+    fn a_jwks_uri_must_be_https_unless_it_is_a_loopback_address() {
+        let issuer = ["--auth-issuer", "https://idp.example.com"];
+        plan(
+            &[
+                &issuer[..],
+                &["--auth-jwks-uri", "https://idp.example.com/keys"],
+            ]
+            .concat(),
+        )
+        .expect("https");
+        plan(
+            &[
+                &issuer[..],
+                &["--auth-jwks-uri", "http://127.0.0.1:4444/jwks"],
+            ]
+            .concat(),
+        )
+        .expect("loopback");
+        let error = plan(
+            &[
+                &issuer[..],
+                &["--auth-jwks-uri", "http://keys.example.com/jwks"],
+            ]
+            .concat(),
+        )
+        .expect_err("plain http to the network");
+        assert_eq!(error.variable, "AUTH_JWKS_URI");
     }
 }

@@ -7,7 +7,15 @@
 //!
 //! Policy: keys are loaded at start and refreshed in the background; an unknown `kid` triggers
 //! at most one fetch per [`Jwks::MIN_REFETCH`] (concurrent callers wait for the same fetch);
-//! when a fetch fails, the last good keys stay in use.
+//! when a fetch fails (unreachable, too slow, too large, not JSON, no usable key), the last good
+//! keys stay in use and the failure is logged.
+//!
+//! What the issuer serves is bounded ([`FetchLimits`]): a discovery document or key set is read
+//! in chunks and given up on past [`MAX_DOCUMENT_BYTES`] (whatever `Content-Length` says) or
+//! after [`FETCH_TIMEOUT`] for the whole fetch, body included, so a hostile or broken issuer
+//! can neither fill memory nor hold a start-up or a refresh. Every URL fetched (the issuer, the
+//! JWKS URI, the `jwks_uri` and `token_endpoint` a discovery document names) must be `https://`
+//! unless its host is a loopback address ([`check_secure_url`]).
 
 use std::{
     collections::HashMap,
@@ -19,9 +27,112 @@ use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use super::AuthError;
+
+/// Largest discovery document or key set read; real ones are a few kilobytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Longest a fetch of one may take, connection to last byte.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds on one fetch from the issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// The body is given up on once it is longer than this.
+    pub max_bytes: usize,
+    /// The whole fetch (connecting, headers, body) is given up on after this.
+    pub timeout: Duration,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            max_bytes: MAX_DOCUMENT_BYTES,
+            timeout: FETCH_TIMEOUT,
+        }
+    }
+}
+
+/// Checks that `url` may carry keys or tokens: `https://`, or plain `http://` only to a loopback
+/// host (`127.0.0.0/8`, `::1`, `localhost`), where nobody on the network can change what is
+/// served. The error says why, without naming a setting (the caller knows which one it was).
+pub fn check_secure_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if is_loopback_host(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "{url:?} is plain http:// to a host that is not a loopback address; use https:// \
+             (http:// is accepted only for 127.0.0.0/8, ::1 and localhost)"
+        )),
+        _ => Err(format!("{url:?} is not an https:// URL")),
+    }
+}
+
+/// The URL parser has already put the host in canonical form (`127.1` is `127.0.0.1`, an IPv6
+/// address is bracketed).
+fn is_loopback_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// GETs `url` as JSON within `limits`: the body read in chunks and refused once over
+/// `limits.max_bytes`, the whole fetch refused after `limits.timeout`.
+async fn get_json<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    limits: FetchLimits,
+) -> Result<T, String> {
+    let fetch = async {
+        let mut response = http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("fetching {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("fetching {url}: HTTP {}", response.status()));
+        }
+        let too_large = || {
+            format!(
+                "reading {url}: the body is larger than {} bytes",
+                limits.max_bytes
+            )
+        };
+        // A declared length over the bound is refused at once; a smaller one is not trusted.
+        if response
+            .content_length()
+            .is_some_and(|length| length > limits.max_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading {url}: {e}"))?
+        {
+            if body.len() + chunk.len() > limits.max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("reading {url}: {e}"))
+    };
+    match tokio::time::timeout(limits.timeout, fetch).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "fetching {url}: no complete answer within {:?}",
+            limits.timeout
+        )),
+    }
+}
 
 /// One usable verification key.
 #[derive(Clone)]
@@ -45,6 +156,8 @@ type KeyMap = HashMap<String, SigningKey>;
 pub struct Jwks {
     uri: String,
     http: reqwest::Client,
+    /// Bounds on every fetch of the key set.
+    limits: FetchLimits,
     keys: RwLock<Arc<KeyMap>>,
     /// Serialises fetches and remembers when the last one started, for the rate limit.
     fetch: tokio::sync::Mutex<Option<Instant>>,
@@ -75,30 +188,34 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, St
     discover_document(http, issuer).await.map(|d| d.jwks_uri)
 }
 
-/// The discovery document of `issuer`, checked to name the same issuer.
+/// The discovery document of `issuer`, checked to name the same issuer, within the default
+/// [`FetchLimits`].
 pub async fn discover_document(http: &reqwest::Client, issuer: &str) -> Result<Discovery, String> {
+    discover_document_within(http, issuer, FetchLimits::default()).await
+}
+
+/// [`discover_document`] within `limits`. The issuer and the URLs the document names must pass
+/// [`check_secure_url`].
+pub async fn discover_document_within(
+    http: &reqwest::Client,
+    issuer: &str,
+    limits: FetchLimits,
+) -> Result<Discovery, String> {
+    check_secure_url(issuer).map_err(|e| format!("the issuer {e}"))?;
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let response = http
-        .get(&url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("fetching {url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("fetching {url}: HTTP {}", response.status()));
-    }
-    let doc: Discovery = response
-        .json()
-        .await
-        .map_err(|e| format!("reading {url}: {e}"))?;
+    let doc: Discovery = get_json(http, &url, limits).await?;
     if doc.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
         return Err(format!(
             "{url} names issuer {:?}, expected {issuer:?}",
             doc.issuer
         ));
+    }
+    check_secure_url(&doc.jwks_uri).map_err(|e| format!("{url} names jwks_uri {e}"))?;
+    if let Some(endpoint) = &doc.token_endpoint {
+        check_secure_url(endpoint).map_err(|e| format!("{url} names token_endpoint {e}"))?;
     }
     Ok(doc)
 }
@@ -109,10 +226,18 @@ impl Jwks {
     /// Interval of the background refresh.
     pub const REFRESH: Duration = Duration::from_secs(300);
 
+    /// The key set at `uri`, fetched within the default [`FetchLimits`]. `uri` is not checked
+    /// here: configuration checks it ([`check_secure_url`]) where it can name the setting.
     pub fn new(http: reqwest::Client, uri: String) -> Self {
+        Self::with_limits(http, uri, FetchLimits::default())
+    }
+
+    /// [`Jwks::new`] with other bounds on each fetch (tests use short ones).
+    pub fn with_limits(http: reqwest::Client, uri: String, limits: FetchLimits) -> Self {
         Jwks {
             uri,
             http,
+            limits,
             keys: RwLock::new(Arc::new(HashMap::new())),
             fetch: tokio::sync::Mutex::new(None),
             fetches: Default::default(),
@@ -148,20 +273,7 @@ impl Jwks {
     async fn fetch_and_store(&self) -> Result<usize, String> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response = self
-            .http
-            .get(&self.uri)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| format!("fetching {}: {e}", self.uri))?;
-        if !response.status().is_success() {
-            return Err(format!("fetching {}: HTTP {}", self.uri, response.status()));
-        }
-        let set: JwkSet = response
-            .json()
-            .await
-            .map_err(|e| format!("reading {}: {e}", self.uri))?;
+        let set: JwkSet = get_json(&self.http, &self.uri, self.limits).await?;
         let keys = parse(set);
         if keys.is_empty() {
             return Err(format!("{} holds no usable signing key", self.uri));

@@ -3,8 +3,8 @@
 //! Resource Metadata (RFC 9728) that tells clients where to get a token.
 //!
 //! Refusals say as little as possible: 401 with `WWW-Authenticate: Bearer resource_metadata=...`
-//! (plus `error="invalid_token"` when a token was sent) and a fixed JSON body. Which check failed
-//! goes to the log at debug level only.
+//! (plus `error="invalid_token"` when a token was sent) and a fixed JSON body naming the request
+//! id. Which check failed goes to the log at debug level only.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -89,12 +89,15 @@ impl Authenticator {
         }
     }
 
-    fn refuse(&self, error: &AuthError) -> Response {
-        tracing::debug!(reason = %error, "request refused by authentication");
+    /// The refusal of a request (with id `request_id`, named in the body so the caller can
+    /// quote it; which check failed is logged under it).
+    fn refuse(&self, error: &AuthError, request_id: Option<String>) -> Response {
+        tracing::debug!(reason = %error, request_id, "request refused by authentication");
         if error.is_forbidden() {
             let body = ErrorBody {
                 error: "forbidden",
                 error_description: "this tenant is not allowed to use this service",
+                request_id,
             };
             return (StatusCode::FORBIDDEN, Json(body)).into_response();
         }
@@ -106,6 +109,7 @@ impl Authenticator {
                 "unauthorized"
             },
             error_description: "a valid bearer token is required",
+            request_id,
         };
         let challenge = if token_sent {
             &self.invalid_token_challenge
@@ -124,6 +128,8 @@ impl Authenticator {
 struct ErrorBody {
     error: &'static str,
     error_description: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 fn anonymous(roles: &BTreeSet<String>) -> Identity {
@@ -175,7 +181,14 @@ pub async fn authenticate(
             request.extensions_mut().insert(identity);
             next.run(request).await
         }
-        Err(error) => auth.refuse(&error),
+        Err(error) => {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            auth.refuse(&error, request_id)
+        }
     }
 }
 
