@@ -1,31 +1,42 @@
 //! One expert's turn with a model: model -> tool calls (in parallel when the model asks for
-//! several) -> MCP calls to the tools service with the caller's authority -> model, until it
-//! answers, asks the person something, or runs out of steps or time.
+//! several, at most [`Limits::max_parallel_calls`] in flight and [`Limits::max_calls_per_turn`]
+//! in all) -> MCP calls to the tools service with the caller's authority -> model, until it
+//! answers, asks the person something, wants a change made, or runs out of steps or time.
 //!
 //! Tool errors, refusals and malformed arguments go back to the model as tool results, so it can
 //! correct itself or explain; they never end the turn. The model is offered only the tools its
 //! caller may call within the expert's subset, and a call to anything else is refused here
-//! without reaching the tools service.
+//! without reaching the tools service. Every result reaches the model fenced and labelled as
+//! untrusted data ([`untrusted`]).
+//!
+//! A write ([`writes::is_write`]) is never made in the turn the model asks for it: the turn ends
+//! with status `needs_confirmation` and the write, described in words, as [`Turn::pending`]. Once
+//! the person confirms it, [`resume`] makes exactly that call and lets the model carry on from
+//! its result.
 
-use std::{collections::HashSet, future::Future, time::Duration};
+pub mod untrusted;
+pub mod writes;
 
-use futures::future::join_all;
-use serde_json::{Value, json};
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use futures::{StreamExt, stream};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     experts::{COMMON_RULES, Expert},
+    memory::pending::canonical,
     model::{ChatModel, Message, Reply, ToolCall, ToolSpec},
     upstream::{CallOptions, ProgressSender, ToolOutcome, ToolsConnection, UpstreamError},
 };
+
+use untrusted::Kind;
 
 /// The tool the model calls when it needs something only the person can tell it; the turn
 /// ends with status `needs_input` and the model's question as the answer.
 pub const REQUEST_INPUT_TOOL: &str = "request_input";
 
-/// A tool result longer than this is cut before it goes back to the model: one huge listing
-/// must not crowd the whole conversation out of the context window.
-pub const MAX_TOOL_RESULT_CHARS: usize = 16_000;
+pub use untrusted::MAX_RESULT_CHARS as MAX_TOOL_RESULT_CHARS;
 
 /// How far one turn may go.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +45,11 @@ pub struct Limits {
     pub max_steps: usize,
     /// Wall time of the whole turn, tool calls included.
     pub time_budget: Duration,
+    /// Inner tool calls in flight at once: a model asking for hundreds of calls at once must
+    /// not open hundreds of requests to the tools service.
+    pub max_parallel_calls: usize,
+    /// Inner tool calls per turn; the model is told the calls past it were not run.
+    pub max_calls_per_turn: usize,
 }
 
 impl Default for Limits {
@@ -41,7 +57,36 @@ impl Default for Limits {
         Limits {
             max_steps: 8,
             time_budget: Duration::from_secs(120),
+            max_parallel_calls: 4,
+            max_calls_per_turn: 24,
         }
+    }
+}
+
+/// A write the expert wants made, held back until the person confirms it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingWrite {
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    /// The action in words ([`writes::describe`]).
+    pub action: String,
+}
+
+impl PendingWrite {
+    pub fn new(tool: &str, arguments: Map<String, Value>) -> Self {
+        PendingWrite {
+            action: writes::describe(tool, &arguments),
+            tool: tool.to_owned(),
+            arguments,
+        }
+    }
+
+    /// What the turn answers while the write waits; the server adds how to confirm it.
+    pub fn question(&self) -> String {
+        format!(
+            "I need your confirmation before I make this change: {}. Nothing has been done yet.",
+            self.action
+        )
     }
 }
 
@@ -57,6 +102,22 @@ pub struct Turn {
     pub error: Option<String>,
     /// Model requests made.
     pub steps: usize,
+    /// With status `needs_confirmation`: the write waiting for the person's confirmation.
+    pub pending: Option<PendingWrite>,
+}
+
+impl Turn {
+    /// A turn that ended before any work: `status`, `answer`, and why (for `error`).
+    pub fn ended(status: Status, answer: impl Into<String>, error: Option<String>) -> Turn {
+        Turn {
+            status,
+            answer: answer.into(),
+            tool_calls: Vec::new(),
+            error,
+            steps: 0,
+            pending: None,
+        }
+    }
 }
 
 /// What an expert works with, model or not: the caller's connection to the tools service,
@@ -110,19 +171,107 @@ pub async fn run(
     question: &str,
     limits: Limits,
 ) -> Turn {
-    let mut calls = Vec::new();
-    let mut steps = 0;
-    let work = turn(
-        ctx, expert, history, question, limits, &mut calls, &mut steps,
-    );
-    let error = match ctx.work.bounded(limits.time_budget, work).await {
-        Ended::Finished(Ok((status, answer))) => {
+    let mut progress = Progress::default();
+    let work = async {
+        let offered = Offered::list(ctx, expert).await?;
+        let mut messages = opening(expert, history, question);
+        drive(ctx, &offered, &mut messages, limits, &mut progress).await
+    };
+    let ended = ctx.work.bounded(limits.time_budget, work).await;
+    finish(ended, limits, progress)
+}
+
+/// A write the person confirmed, to be made now.
+#[derive(Debug, Clone)]
+pub struct Confirmed<'a> {
+    pub tool: &'a str,
+    pub arguments: &'a Map<String, Value>,
+    /// The words the person confirmed.
+    pub action: &'a str,
+    /// What the person said with the confirmation, if anything.
+    pub question: Option<&'a str>,
+}
+
+/// Continues a conversation whose last turn ended `needs_confirmation`, the person having
+/// confirmed `confirmed`: makes exactly that call (still only if the caller may), gives the model
+/// its result, and goes on as [`run`] does.
+pub async fn resume(
+    ctx: &Context<'_>,
+    expert: &Expert,
+    history: &[Message],
+    confirmed: Confirmed<'_>,
+    limits: Limits,
+) -> Turn {
+    let mut progress = Progress::default();
+    let work = async {
+        let offered = Offered::list(ctx, expert).await?;
+        let said = confirmed.question.map_or_else(
+            || format!("Yes, go ahead: {}.", confirmed.action),
+            str::to_owned,
+        );
+        let mut messages = opening(expert, history, &said);
+        let call = ToolCall {
+            id: "call_confirmed".to_owned(),
+            name: confirmed.tool.to_owned(),
+            arguments: canonical(&Value::Object(confirmed.arguments.clone())),
+        };
+        progress.asked += 1;
+        let (record, content) = execute(&ctx.work, &offered, &call, Gate::Confirmed).await;
+        if cancelled(&record) {
+            return Err(TurnError::Cancelled);
+        }
+        progress.calls.push(record);
+        messages.push(Message::Assistant {
+            text: None,
+            tool_calls: vec![call.clone()],
+        });
+        messages.push(Message::Tool {
+            call_id: call.id,
+            content,
+        });
+        drive(ctx, &offered, &mut messages, limits, &mut progress).await
+    };
+    let ended = ctx.work.bounded(limits.time_budget, work).await;
+    finish(ended, limits, progress)
+}
+
+/// What a turn has done so far; kept outside the bounded work so a turn cut short still reports
+/// the calls it made.
+#[derive(Default)]
+struct Progress {
+    calls: Vec<ToolCallRecord>,
+    steps: usize,
+    /// Calls the model asked for that counted against [`Limits::max_calls_per_turn`].
+    asked: usize,
+}
+
+/// How the model's part of a turn ended.
+enum Outcome {
+    Answered(Status, String),
+    Paused(PendingWrite),
+}
+
+fn finish(ended: Ended<Result<Outcome, TurnError>>, limits: Limits, progress: Progress) -> Turn {
+    let Progress { calls, steps, .. } = progress;
+    let error = match ended {
+        Ended::Finished(Ok(Outcome::Answered(status, answer))) => {
             return Turn {
                 status,
                 answer,
                 tool_calls: calls,
                 error: None,
                 steps,
+                pending: None,
+            };
+        }
+        Ended::Finished(Ok(Outcome::Paused(pending))) => {
+            return Turn {
+                status: Status::NeedsConfirmation,
+                answer: pending.question(),
+                tool_calls: calls,
+                error: None,
+                steps,
+                pending: Some(pending),
             };
         }
         Ended::Finished(Err(error)) => error,
@@ -135,6 +284,7 @@ pub async fn run(
         tool_calls: calls,
         error: Some(error.to_string()),
         steps,
+        pending: None,
     }
 }
 
@@ -169,45 +319,75 @@ impl TurnError {
     }
 }
 
-async fn turn(
-    ctx: &Context<'_>,
-    expert: &Expert,
-    history: &[Message],
-    question: &str,
-    limits: Limits,
-    calls: &mut Vec<ToolCallRecord>,
-    steps: &mut usize,
-) -> Result<(Status, String), TurnError> {
-    let offered = ctx
-        .work
-        .tools
-        .tools_within(expert.tools)
-        .await
-        .map_err(TurnError::Tools)?;
-    let mut specs: Vec<ToolSpec> = offered
-        .iter()
-        .map(|tool| ToolSpec {
-            name: tool.name.to_string(),
-            description: tool.description.as_deref().unwrap_or_default().to_owned(),
-            parameters: Value::Object((*tool.input_schema).clone()),
-        })
-        .collect();
-    let available: HashSet<String> = specs.iter().map(|s| s.name.clone()).collect();
-    specs.push(request_input_spec());
+/// The tools on offer to the model this turn, and which of them are writes.
+struct Offered {
+    specs: Vec<ToolSpec>,
+    /// Tool name -> whether it is a write.
+    available: HashMap<String, bool>,
+}
 
+impl Offered {
+    async fn list(ctx: &Context<'_>, expert: &Expert) -> Result<Offered, TurnError> {
+        let tools = ctx
+            .work
+            .tools
+            .tools_within(expert.tools)
+            .await
+            .map_err(TurnError::Tools)?;
+        let available = tools
+            .iter()
+            .map(|tool| (tool.name.to_string(), writes::is_write(tool)))
+            .collect();
+        let mut specs: Vec<ToolSpec> = tools
+            .iter()
+            .map(|tool| ToolSpec {
+                name: tool.name.to_string(),
+                description: tool.description.as_deref().unwrap_or_default().to_owned(),
+                parameters: Value::Object((*tool.input_schema).clone()),
+            })
+            .collect();
+        specs.push(request_input_spec());
+        Ok(Offered { specs, available })
+    }
+
+    /// The call as a write to hold for confirmation, if it is one the caller may make with
+    /// arguments that are an object (anything else is refused as any call would be).
+    fn write(&self, call: &ToolCall) -> Option<PendingWrite> {
+        if self.available.get(&call.name) != Some(&true) {
+            return None;
+        }
+        match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(Value::Object(arguments)) => Some(PendingWrite::new(&call.name, arguments)),
+            _ => None,
+        }
+    }
+}
+
+/// The system prompt, the earlier turns and what the person just said.
+fn opening(expert: &Expert, history: &[Message], said: &str) -> Vec<Message> {
     let mut messages = Vec::with_capacity(history.len() + 4);
     messages.push(Message::System(format!(
         "{COMMON_RULES}\n\n{}",
         expert.instructions
     )));
     messages.extend_from_slice(history);
-    messages.push(Message::User(question.to_owned()));
+    messages.push(Message::User(said.to_owned()));
+    messages
+}
 
-    while *steps < limits.max_steps {
-        *steps += 1;
+/// The loop: model, calls, model, ... until the model answers, asks, or wants a write.
+async fn drive(
+    ctx: &Context<'_>,
+    offered: &Offered,
+    messages: &mut Vec<Message>,
+    limits: Limits,
+    progress: &mut Progress,
+) -> Result<Outcome, TurnError> {
+    while progress.steps < limits.max_steps {
+        progress.steps += 1;
         let Reply { text, tool_calls } = ctx
             .model
-            .complete(&messages, &specs)
+            .complete(messages, &offered.specs)
             .await
             .map_err(TurnError::Model)?;
         if let Some(ask) = tool_calls.iter().find(|c| c.name == REQUEST_INPUT_TOOL) {
@@ -216,29 +396,58 @@ async fn turn(
                 .and_then(|v| v["question"].as_str().map(str::to_owned))
                 .or(text)
                 .unwrap_or_else(|| "Could you tell me more?".to_owned());
-            return Ok((Status::NeedsInput, question));
+            return Ok(Outcome::Answered(Status::NeedsInput, question));
         }
         if tool_calls.is_empty() {
-            return Ok((Status::Done, text.unwrap_or_default()));
+            return Ok(Outcome::Answered(Status::Done, text.unwrap_or_default()));
         }
-        let results = join_all(
-            tool_calls
-                .iter()
-                .map(|call| execute(&ctx.work, &available, call)),
-        )
-        .await;
+        let room = limits.max_calls_per_turn.saturating_sub(progress.asked);
+        let (within, beyond) = tool_calls.split_at(room.min(tool_calls.len()));
+        // The first write the model asks for ends the turn unmade; the calls asked beside it
+        // are not made either (the model asks again once it has the write's result).
+        if let Some(pending) = within.iter().find_map(|call| offered.write(call)) {
+            return Ok(Outcome::Paused(pending));
+        }
+        progress.asked += within.len();
+        // Made into a list first: a lazy `map` in the stream trips the compiler's proof that the
+        // turn's future is `Send` (rust-lang/rust#102211).
+        let pending: Vec<_> = within
+            .iter()
+            .map(|call| execute(&ctx.work, offered, call, Gate::Unconfirmed))
+            .collect();
+        let results: Vec<(ToolCallRecord, String)> = stream::iter(pending)
+            .buffered(limits.max_parallel_calls.max(1))
+            .collect()
+            .await;
+        if !beyond.is_empty() {
+            tracing::info!(
+                asked = tool_calls.len(),
+                run = within.len(),
+                limit = limits.max_calls_per_turn,
+                "tool calls past the per-turn limit were not run"
+            );
+        }
         messages.push(Message::Assistant {
             text,
             tool_calls: tool_calls.clone(),
         });
-        for (call, (record, content)) in tool_calls.iter().zip(results) {
-            if matches!(&record.error, Some(e) if e == CANCELLED) {
+        for (call, (record, content)) in within.iter().zip(results) {
+            if cancelled(&record) {
                 return Err(TurnError::Cancelled);
             }
-            calls.push(record);
+            progress.calls.push(record);
             messages.push(Message::Tool {
                 call_id: call.id.clone(),
                 content,
+            });
+        }
+        for call in beyond {
+            messages.push(Message::Tool {
+                call_id: call.id.clone(),
+                content: format!(
+                    "ERROR: not run: at most {} tool calls per question",
+                    limits.max_calls_per_turn
+                ),
             });
         }
     }
@@ -246,6 +455,10 @@ async fn turn(
 }
 
 const CANCELLED: &str = "cancelled";
+
+fn cancelled(record: &ToolCallRecord) -> bool {
+    matches!(&record.error, Some(e) if e == CANCELLED)
+}
 
 fn request_input_spec() -> ToolSpec {
     ToolSpec {
@@ -262,84 +475,69 @@ fn request_input_spec() -> ToolSpec {
     }
 }
 
-/// Runs one call the model asked for; returns its record and the text the model gets back.
+/// Whether a call may be a write: only once the person confirmed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Unconfirmed,
+    Confirmed,
+}
+
+/// Runs one call; returns its record and the text the model gets back: a result fenced as
+/// untrusted data, or `ERROR: ...` for a refusal of this service's own.
 async fn execute(
     ctx: &Work<'_>,
-    available: &HashSet<String>,
+    offered: &Offered,
     call: &ToolCall,
+    gate: Gate,
 ) -> (ToolCallRecord, String) {
     let parsed = serde_json::from_str::<Value>(&call.arguments);
     let arguments = parsed
         .as_ref()
         .cloned()
         .unwrap_or_else(|_| Value::String(call.arguments.clone()));
-    let failed = |error: String| {
-        let record = ToolCallRecord {
-            name: call.name.clone(),
-            arguments: arguments.clone(),
-            ok: false,
-            error: Some(error.clone()),
-        };
-        (record, format!("ERROR: {error}"))
+    let record = |error: Option<String>| ToolCallRecord {
+        name: call.name.clone(),
+        arguments: arguments.clone(),
+        ok: error.is_none(),
+        error,
     };
-    if !available.contains(&call.name) {
-        return failed(format!(
+    let refused = |error: String| (record(Some(error.clone())), format!("ERROR: {error}"));
+    let Some(&write) = offered.available.get(&call.name) else {
+        return refused(format!(
             "the tool {:?} is not available to you for this person; do not call it again",
             call.name
         ));
-    }
+    };
     let object = match parsed {
         Ok(Value::Object(object)) => object,
-        Ok(_) => return failed("the arguments must be a JSON object".to_owned()),
-        Err(e) => return failed(format!("the arguments are not valid JSON: {e}")),
+        Ok(_) => return refused("the arguments must be a JSON object".to_owned()),
+        Err(e) => return refused(format!("the arguments are not valid JSON: {e}")),
     };
+    if write && gate == Gate::Unconfirmed {
+        // The loop holds writes back before they get here; never make one unconfirmed.
+        return refused(format!(
+            "not run: {} changes something and needs the person's confirmation",
+            call.name
+        ));
+    }
     let mut options = CallOptions::default().cancel(ctx.cancel.child_token());
     if let Some(progress) = &ctx.progress {
         options = options.progress(progress.clone());
     }
+    let fenced = |content: &str, kind, error| untrusted::fence(&call.name, content, kind, error);
     match ctx.tools.call(&call.name, object, options).await {
         Ok(ToolOutcome::Done { structured, text }) => {
             let content = match structured {
-                Some(structured) => structured.to_string(),
-                None => text,
+                Some(structured) => fenced(&structured.to_string(), Kind::Json, false),
+                None => fenced(&text, Kind::Text, false),
             };
-            let record = ToolCallRecord {
-                name: call.name.clone(),
-                arguments,
-                ok: true,
-                error: None,
-            };
-            (record, truncate(content))
+            (record(None), content)
         }
-        Ok(ToolOutcome::ToolError { message }) => failed(message),
-        Ok(ToolOutcome::Rejected { message, .. }) => failed(message),
-        Err(UpstreamError::Cancelled { .. }) => failed(CANCELLED.to_owned()),
-        Err(error) => failed(error.to_string()),
-    }
-}
-
-fn truncate(mut content: String) -> String {
-    if content.len() > MAX_TOOL_RESULT_CHARS {
-        let mut end = MAX_TOOL_RESULT_CHARS;
-        while !content.is_char_boundary(end) {
-            end -= 1;
+        Ok(ToolOutcome::ToolError { message } | ToolOutcome::Rejected { message, .. }) => {
+            let content = fenced(&message, Kind::Text, true);
+            (record(Some(message)), content)
         }
-        content.truncate(end);
-        content.push_str(" ...[cut: the result was too long]");
-    }
-    content
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_results_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(MAX_TOOL_RESULT_CHARS);
-        let cut = truncate(long);
-        assert!(cut.ends_with("[cut: the result was too long]"));
-        assert!(cut.len() < MAX_TOOL_RESULT_CHARS + 64);
-        assert_eq!(truncate("short".to_owned()), "short");
+        Err(UpstreamError::Cancelled { .. }) => refused(CANCELLED.to_owned()),
+        Err(error) => refused(error.to_string()),
     }
 }

@@ -14,11 +14,16 @@
 //! latest turn; reading does not count). An expired conversation is treated as unknown at once;
 //! [`ConversationStore::sweep`], run periodically by [`spawn_sweeper`], deletes its rows.
 //!
+//! A write an expert decided on waits for its owner's confirmation in the same store
+//! ([`PendingActions`], see [`pending`]), bound to the conversation, and expires after
+//! [`MemoryConfig::confirmation_ttl`].
+//!
 //! Storage sits behind [`ConversationStore`]; [`sqlite`] is the default backend. The trait is
 //! shaped for a document store too (Cosmos DB, partition key = tenant): every call names the
 //! tenant, and nothing joins across conversations.
 
 mod id;
+pub mod pending;
 pub mod sqlite;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -28,7 +33,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use id::{ConversationId, SessionKey};
+pub use id::{ConfirmationId, ConversationId, SessionKey};
+pub use pending::{HeldAction, PendingActions, ProposedAction};
 pub use sqlite::SqliteConversations;
 
 /// Why a memory call did not succeed. Every variant but [`MemoryError::Backend`] is the caller's
@@ -45,6 +51,24 @@ pub enum MemoryError {
          omit conversation_id to start a new conversation"
     )]
     UnknownConversation,
+    #[error("confirm is malformed: expected {expected}")]
+    MalformedConfirmation { expected: String },
+    /// Deliberately the same for an id that never existed, has expired, is another caller's, or
+    /// belongs to another conversation or expert.
+    #[error(
+        "no action with this confirmation id is waiting for your confirmation with this expert in \
+         this conversation (it may have expired); nothing was done. Ask the expert again to get a \
+         new confirmation id"
+    )]
+    UnknownConfirmation,
+    #[error("this confirmation id was already used: its action ran once and will not run again")]
+    ConfirmationUsed,
+    /// The held action no longer matches the words and arguments it was held with.
+    #[error(
+        "the action held under this confirmation id no longer matches what you were asked to \
+         confirm, so it was not run; ask the expert again"
+    )]
+    ActionAltered,
     #[error("the turn is {bytes} bytes once encoded, over the limit of {limit} bytes")]
     TurnTooLarge { bytes: usize, limit: usize },
     #[error("invalid memory configuration: {0}")]
@@ -80,6 +104,8 @@ impl From<&shared::auth::Identity> for Owner {
 pub enum TurnStatus {
     Done,
     NeedsInput,
+    /// The expert wants to make a change (a write) and waits for the person to confirm it.
+    NeedsConfirmation,
     Error,
 }
 
@@ -139,6 +165,8 @@ pub struct MemoryConfig {
     /// The largest session handshake recorded, as JSON; a bigger one is recorded without the
     /// client's `experimental` capabilities, and refused if still too big.
     pub max_handshake_bytes: usize,
+    /// How long a write an expert proposed waits for its owner's confirmation.
+    pub confirmation_ttl: Duration,
 }
 
 impl Default for MemoryConfig {
@@ -150,6 +178,7 @@ impl Default for MemoryConfig {
             max_conversations_per_owner: 1_000,
             max_sessions_per_owner: 32,
             max_handshake_bytes: 16 * 1024,
+            confirmation_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -173,11 +202,19 @@ impl MemoryConfig {
         if self.max_turn_bytes == 0 {
             return invalid("max_turn_bytes must be at least 1");
         }
+        if self.confirmation_ttl.is_zero() || self.confirmation_ttl > Duration::from_secs(86_400) {
+            return invalid("confirmation_ttl must be positive and at most a day");
+        }
         Ok(())
     }
 
     fn ttl_millis(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn confirmation_ttl_millis(&self) -> i64 {
+        // Validated to be at most a day.
+        i64::try_from(self.confirmation_ttl.as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -197,8 +234,9 @@ impl Clock for SystemClock {
 }
 
 /// Durable conversation memory. Every call that names a conversation also names its owner.
+/// The actions waiting for confirmation live beside the conversations they belong to.
 #[async_trait]
-pub trait ConversationStore: Send + Sync + fmt::Debug {
+pub trait ConversationStore: PendingActions + Send + Sync + fmt::Debug {
     /// Starts a conversation for `owner` and returns its fresh id.
     async fn create(&self, owner: &Owner) -> MemoryResult<ConversationId>;
 
@@ -234,7 +272,7 @@ pub trait ConversationStore: Send + Sync + fmt::Debug {
     async fn ping(&self) -> MemoryResult<()>;
 }
 
-/// Runs [`ConversationStore::sweep`] every `every` until `shutdown` is cancelled. Replicas may
+/// Runs [`ConversationStore::sweep`] and [`PendingActions::sweep_actions`] every `every` until `shutdown` is cancelled. Replicas may
 /// all run one: deleting what is already gone is harmless.
 pub fn spawn_sweeper(
     store: Arc<dyn ConversationStore>,
@@ -247,11 +285,18 @@ pub fn spawn_sweeper(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = ticks.tick() => match store.sweep().await {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::info!(deleted, "memory: expired conversations swept"),
-                    Err(error) => tracing::warn!(%error, "memory: sweeping expired conversations failed"),
-                },
+                _ = ticks.tick() => {
+                    match store.sweep().await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, "memory: expired conversations swept"),
+                        Err(error) => tracing::warn!(%error, "memory: sweeping expired conversations failed"),
+                    }
+                    match store.sweep_actions().await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, "memory: unconfirmed actions swept"),
+                        Err(error) => tracing::warn!(%error, "memory: sweeping unconfirmed actions failed"),
+                    }
+                }
             }
         }
     })

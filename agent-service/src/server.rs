@@ -3,6 +3,13 @@
 //! lets the expert work (with the model, or the offline planner when none is configured), relays
 //! inner progress to the caller, records the turn and answers with structured content. Every
 //! call, answered or refused, is one event of the audit trail ([`shared::audit`]).
+//!
+//! A change the expert wants made is not made in that call: the answer has status
+//! `needs_confirmation` and a [`Confirmation`] whose one-time id is held in memory
+//! ([`crate::memory::PendingActions`]), bound to the caller, the conversation, the expert, the
+//! tool and its exact arguments. The same caller passing it back as `confirm` (with the
+//! conversation's id, before it expires) has exactly that change made, once, and the expert goes
+//! on from its result.
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -27,11 +34,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::{self, Context, Limits, Status, ToolCallRecord, Work},
+    agent::{self, Confirmed, Context, Limits, Status, ToolCallRecord, Work, writes},
     experts::{self, Domain, EXPERTS, Expert},
     memory::{
-        ConversationId, ConversationStore, MemoryError, Owner, SessionKey, StoredTurn,
-        Turn as MemoryTurn,
+        ConfirmationId, ConversationId, ConversationStore, MemoryError, Owner, ProposedAction,
+        SessionKey, StoredTurn, Turn as MemoryTurn,
     },
     model::{ChatModel, Message},
     planner,
@@ -58,11 +65,32 @@ pub struct AppState {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ask {
-    /// The question, in the person's words.
-    pub question: String,
+    /// The question, in the person's words. May be omitted when `confirm` is given.
+    #[serde(default)]
+    pub question: Option<String>,
     /// Continue this conversation (from an earlier answer); omit to start a new one.
     #[serde(default)]
     pub conversation_id: Option<String>,
+    /// Go ahead with the change an earlier answer of this expert asked you to confirm: the `id`
+    /// of its `confirmation`, with that answer's `conversation_id`. Each id works once, and only
+    /// for the person it was given to, before its `expires_at`.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// A change the expert will make only once the person confirms it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Confirmation {
+    /// Pass it back as `confirm`, with the same `conversation_id`, to have the change made.
+    pub id: String,
+    /// The change, in words.
+    pub action: String,
+    /// The tools service's tool that makes it.
+    pub tool: String,
+    /// The exact arguments it is called with.
+    pub arguments: serde_json::Value,
+    /// When the id stops working (RFC 3339); unconfirmed, nothing happens.
+    pub expires_at: String,
 }
 
 /// The output of every expert tool.
@@ -77,6 +105,9 @@ pub struct ExpertAnswer {
     pub tool_calls: Vec<ToolCallRecord>,
     /// Why the answer is incomplete, when it is.
     pub error: Option<String>,
+    /// With status `needs_confirmation`: the change waiting for the person's confirmation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
 }
 
 /// Longest question accepted: a question, not a document.
@@ -164,20 +195,24 @@ impl ServerHandler for Experts {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = caller(&context);
+        // Every failure the caller sees names it (`crate::http::name_request`).
+        let request_id = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(shared::http::request_id)
+            .map(str::to_owned);
+        let request_id = request_id.as_deref();
         let audit = self.state.audit.begin(
             request.name.as_ref(),
             caller.as_ref().map(|c| c.identity),
-            context
-                .extensions
-                .get::<axum::http::request::Parts>()
-                .and_then(shared::http::request_id),
+            request_id,
             request.arguments.as_ref(),
         );
         let Some(expert) = experts::by_tool(request.name.as_ref()) else {
             audit.finish(Outcome::refused("unknown_tool", None)).await;
-            return Err(McpError::invalid_params(
-                format!("unknown tool {:?}", request.name),
-                None,
+            return Err(crate::http::name_request_in_error(
+                McpError::invalid_params(format!("unknown tool {:?}", request.name), None),
+                request_id,
             ));
         };
         let Some(caller) = caller else {
@@ -185,7 +220,8 @@ impl ServerHandler for Experts {
             audit
                 .finish(Outcome::refused("unauthenticated", None))
                 .await;
-            return Ok(CallToolResult::error(vec![ContentBlock::text("not authenticated")]).into());
+            let refused = CallToolResult::error(vec![ContentBlock::text("not authenticated")]);
+            return Ok(crate::http::name_request(refused.into(), request_id));
         };
         let (response, outcome) = self
             .answer(
@@ -196,7 +232,7 @@ impl ServerHandler for Experts {
             )
             .await;
         audit.finish(outcome).await;
-        Ok(response)
+        Ok(crate::http::name_request(response, request_id))
     }
 }
 
@@ -224,15 +260,21 @@ impl Experts {
             Ok(ask) => ask,
             Err(e) => return invalid(format!("invalid arguments: {e}")),
         };
-        let question = ask.question.trim();
-        if question.is_empty() {
-            return invalid("invalid arguments: question is empty".to_owned());
-        }
-        if question.chars().count() > MAX_QUESTION_CHARS {
+        let question = ask.question.as_deref().map(str::trim);
+        if question.is_some_and(|q| q.chars().count() > MAX_QUESTION_CHARS) {
             return invalid(format!(
                 "invalid arguments: question is longer than {MAX_QUESTION_CHARS} characters"
             ));
         }
+        let question = question.filter(|q| !q.is_empty());
+        let request = match (ask.confirm.as_deref().map(str::trim), question) {
+            (Some(confirm), said) => match ConfirmationId::parse(confirm) {
+                Ok(id) => Request::Confirm { id, said },
+                Err(e) => return invalid(format!("invalid arguments: {e}")),
+            },
+            (None, Some(question)) => Request::Question(question),
+            (None, None) => return invalid("invalid arguments: question is empty".to_owned()),
+        };
         let owner = Owner::from(identity);
         let progress = context
             .meta
@@ -243,7 +285,7 @@ impl Experts {
                 expert,
                 &owner,
                 token,
-                question,
+                request,
                 match (ask.conversation_id.as_deref(), session) {
                     (Some(id), _) => Continue::Conversation(id),
                     // Only a session this service issued (rmcp refuses unknown ones).
@@ -283,13 +325,22 @@ impl Unanswered {
         let outcome = match &error {
             // Never existed, expired, or another person's: alike to the caller, not to an audit.
             MemoryError::UnknownConversation => Outcome::refused("conversation_not_open", None),
+            // Likewise for confirmation ids; a replay or an altered action is worth its own.
+            MemoryError::UnknownConfirmation => Outcome::refused("confirmation_not_open", None),
+            MemoryError::ConfirmationUsed => Outcome::refused("confirmation_used", None),
+            MemoryError::ActionAltered => Outcome::refused("confirmation_altered", None),
             MemoryError::Backend(_) => Outcome::tool_error("memory"),
             _ => Outcome::tool_error("invalid_arguments"),
         };
-        Unanswered {
-            message: error.to_string(),
-            outcome,
-        }
+        let message = match &error {
+            // The database's words are for the log.
+            MemoryError::Backend(_) => {
+                tracing::error!(%error, "reading the conversation failed");
+                "the conversation could not be read; try again".to_owned()
+            }
+            _ => error.to_string(),
+        };
+        Unanswered { message, outcome }
     }
 
     /// Memory failed; `message` says so without the details.
@@ -299,6 +350,27 @@ impl Unanswered {
             outcome: Outcome::tool_error("memory"),
         }
     }
+}
+
+/// What the caller asks of the expert.
+enum Request<'a> {
+    /// A question.
+    Question(&'a str),
+    /// Go ahead with the change held under `id`; `said`: what the person added, if anything.
+    Confirm {
+        id: ConfirmationId,
+        said: Option<&'a str>,
+    },
+}
+
+/// What the expert works on in a turn.
+enum Task<'a> {
+    Question(&'a str),
+    /// The change the person confirmed, claimed from memory.
+    Confirmed {
+        action: &'a ProposedAction,
+        said: Option<&'a str>,
+    },
 }
 
 /// Which conversation a question belongs to.
@@ -320,13 +392,21 @@ impl Experts {
         expert: &Expert,
         owner: &Owner,
         token: Option<BearerToken>,
-        question: &str,
+        request: Request<'_>,
         conversation: Continue<'_>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
         cancel: CancellationToken,
     ) -> Result<ExpertAnswer, Unanswered> {
         let state = &self.state;
         let asked_at = Utc::now();
+        if matches!(request, Request::Confirm { .. }) && matches!(conversation, Continue::New) {
+            return Err(Unanswered {
+                message: "invalid arguments: confirm needs the conversation_id of the answer \
+                          that asked for the confirmation"
+                    .to_owned(),
+                outcome: Outcome::tool_error("invalid_arguments"),
+            });
+        }
         let existing = match conversation {
             Continue::Conversation(given) => {
                 Some(ConversationId::parse(given).map_err(Unanswered::from_memory)?)
@@ -357,22 +437,44 @@ impl Experts {
                 (id, Vec::new())
             }
         };
-        let turn = match token {
-            None => agent::Turn {
-                status: Status::Error,
-                answer: "The expert needs your access token to look things up for you.".to_owned(),
-                tool_calls: Vec::new(),
-                error: Some("no bearer token was sent".to_owned()),
-                steps: 0,
-            },
-            Some(token) => {
-                self.think(expert, &token, &id, &history, question, progress, cancel)
-                    .await
+        let (turn, question) = match (token, &request) {
+            (None, _) => (
+                agent::Turn::ended(
+                    Status::Error,
+                    "The expert needs your access token to look things up for you.",
+                    Some("no bearer token was sent".to_owned()),
+                ),
+                None,
+            ),
+            (Some(token), Request::Question(question)) => {
+                let task = Task::Question(question);
+                let turn = self
+                    .think(expert, &token, &id, &history, task, progress, cancel)
+                    .await;
+                (turn, Some((*question).to_owned()))
+            }
+            (Some(token), Request::Confirm { id: confirm, said }) => {
+                let action = self.claim(expert, owner, &id, confirm).await?;
+                let task = Task::Confirmed {
+                    action: &action,
+                    said: *said,
+                };
+                let turn = self
+                    .think(expert, &token, &id, &history, task, progress, cancel)
+                    .await;
+                let said =
+                    said.map_or_else(|| format!("Confirm: {}", action.action), str::to_owned);
+                (turn, Some(said))
             }
         };
+        let question = question.unwrap_or_else(|| match &request {
+            Request::Question(question) => (*question).to_owned(),
+            Request::Confirm { said, .. } => said.unwrap_or("Confirm").to_owned(),
+        });
+        let (turn, confirmation) = self.hold(expert, owner, &id, turn).await;
         let record = MemoryTurn {
             domain: expert.domain.as_str().to_owned(),
-            question: question.to_owned(),
+            question,
             answer: turn.answer.clone(),
             status: turn.status,
             tool_calls: turn.tool_calls.clone(),
@@ -382,16 +484,95 @@ impl Experts {
         let mut error = turn.error;
         if let Err(e) = state.memory.append(owner, &id, &record).await {
             tracing::warn!(conversation_id = %id.as_str(), error = %e, "the turn was not remembered");
-            error.get_or_insert_with(|| format!("this answer was not remembered: {e}"));
+            error.get_or_insert_with(|| "this answer was not remembered".to_owned());
         }
+        let answer = match &confirmation {
+            // How to confirm goes to the caller, not into the conversation the model reads.
+            Some(confirmation) => format!(
+                "{}\n\nTo go ahead, call {} again with confirm \"{}\" and this \
+                 conversation_id before {}. To cancel, do nothing: it then expires.",
+                turn.answer, expert.tool, confirmation.id, confirmation.expires_at
+            ),
+            None => turn.answer,
+        };
         Ok(ExpertAnswer {
             domain: expert.domain,
             status: turn.status,
-            answer: turn.answer,
+            answer,
             conversation_id: Some(id.as_str().to_owned()),
             tool_calls: turn.tool_calls,
             error,
+            confirmation,
         })
+    }
+
+    /// Claims the change held under `confirm` for `owner` in conversation `id` with `expert`,
+    /// once, and checks it is still the change the person was shown.
+    async fn claim(
+        &self,
+        expert: &Expert,
+        owner: &Owner,
+        id: &ConversationId,
+        confirm: &ConfirmationId,
+    ) -> Result<ProposedAction, Unanswered> {
+        let action = self
+            .state
+            .memory
+            .claim(owner, id, expert.domain.as_str(), confirm)
+            .await
+            .map_err(Unanswered::from_memory)?;
+        if writes::describe(&action.tool, &action.arguments) != action.action {
+            tracing::error!(tool = %action.tool, "a held action's words do not describe its arguments; refused");
+            return Err(Unanswered::from_memory(MemoryError::ActionAltered));
+        }
+        tracing::info!(conversation_id = %id.as_str(), tool = %action.tool, "confirmed change claimed");
+        Ok(action)
+    }
+
+    /// Holds the change a `needs_confirmation` turn wants made, for the person to confirm; the
+    /// turn, and the confirmation to show. A change that cannot be held is not made either: the
+    /// turn becomes an error saying so.
+    async fn hold(
+        &self,
+        expert: &Expert,
+        owner: &Owner,
+        id: &ConversationId,
+        mut turn: agent::Turn,
+    ) -> (agent::Turn, Option<Confirmation>) {
+        let Some(pending) = turn.pending.take() else {
+            return (turn, None);
+        };
+        let proposed = ProposedAction {
+            domain: expert.domain.as_str().to_owned(),
+            tool: pending.tool,
+            arguments: pending.arguments,
+            action: pending.action,
+        };
+        match self.state.memory.hold(owner, id, &proposed).await {
+            Ok(held) => {
+                let confirmation = Confirmation {
+                    id: held.id.as_str().to_owned(),
+                    action: proposed.action,
+                    tool: proposed.tool,
+                    arguments: serde_json::Value::Object(proposed.arguments),
+                    expires_at: held
+                        .expires_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                (turn, Some(confirmation))
+            }
+            Err(error) => {
+                tracing::error!(conversation_id = %id.as_str(), %error, "holding a change for confirmation failed");
+                turn.status = Status::Error;
+                turn.answer = format!(
+                    "I wanted to ask you to confirm this change, but could not keep it for your \
+                     confirmation, so nothing was done: {}. Please ask again in a moment.",
+                    proposed.action
+                );
+                turn.error = Some("the change could not be held for confirmation".to_owned());
+                (turn, None)
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -401,7 +582,7 @@ impl Experts {
         token: &BearerToken,
         id: &ConversationId,
         history: &[StoredTurn],
-        question: &str,
+        task: Task<'_>,
         progress: Option<mpsc::UnboundedSender<Progress>>,
         cancel: CancellationToken,
     ) -> agent::Turn {
@@ -418,31 +599,49 @@ impl Experts {
                     tool_calls: Vec::new(),
                     error: Some(e.to_string()),
                     steps: 0,
+                    pending: None,
                 };
             }
         };
         let history = as_messages(history);
-        match &state.model {
-            Some(model) => {
+        let work = Work {
+            tools: &connection,
+            progress,
+            cancel,
+        };
+        let limits = state.limits;
+        match (&state.model, task) {
+            (Some(model), task) => {
                 let ctx = Context {
                     model: model.as_ref(),
-                    work: Work {
-                        tools: &connection,
-                        progress,
-                        cancel,
-                    },
+                    work,
                 };
-                agent::run(&ctx, expert, &history, question, state.limits).await
+                match task {
+                    Task::Question(question) => {
+                        agent::run(&ctx, expert, &history, question, limits).await
+                    }
+                    Task::Confirmed { action, said } => {
+                        let confirmed = confirmed(action, said);
+                        agent::resume(&ctx, expert, &history, confirmed, limits).await
+                    }
+                }
             }
-            None => {
-                let ctx = planner::Context {
-                    tools: &connection,
-                    progress,
-                    cancel,
-                };
-                planner::answer(&ctx, expert, &history, question, state.limits).await
+            (None, Task::Question(question)) => {
+                planner::answer(&work, expert, &history, question, limits).await
+            }
+            (None, Task::Confirmed { action, said }) => {
+                planner::confirmed(&work, expert, confirmed(action, said), limits).await
             }
         }
+    }
+}
+
+fn confirmed<'a>(action: &'a ProposedAction, said: Option<&'a str>) -> Confirmed<'a> {
+    Confirmed {
+        tool: &action.tool,
+        arguments: &action.arguments,
+        action: &action.action,
+        question: said,
     }
 }
 

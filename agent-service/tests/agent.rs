@@ -99,8 +99,13 @@ async fn tool_results_go_back_to_the_model_until_it_answers() {
     let second = messages(&server, 1);
     let result = second.last().expect("the tool result");
     assert_eq!(result["role"], "tool");
-    let summary: Value =
-        serde_json::from_str(result["content"].as_str().expect("text")).expect("JSON result");
+    let content = result["content"].as_str().expect("text");
+    // Fenced as untrusted data; the structured result inside.
+    let inner = content
+        .strip_prefix("<tool_result name=\"get_billing_summary\" trust=\"untrusted\">\n")
+        .and_then(|rest| rest.strip_suffix("\n</tool_result>"))
+        .unwrap_or_else(|| panic!("a fenced result: {content}"));
+    let summary: Value = serde_json::from_str(inner).expect("JSON result");
     assert_eq!(summary["customer_id"], 251, "{summary}");
     assert_eq!(second[second.len() - 2]["role"], "assistant");
 }
@@ -174,12 +179,14 @@ async fn tool_errors_and_bad_arguments_go_back_to_the_model() {
         .filter(|m| m["role"] == "tool")
         .map(|m| m["content"].as_str().expect("text").to_owned())
         .collect();
+    // The tools service's errors are fenced like its results: they can quote stored data.
+    let error = "<tool_result name=\"get_invoice_payments\" trust=\"untrusted\" status=\"error\">";
     assert!(
-        results[0].starts_with("ERROR:") && results[0].contains("999999"),
+        results[0].starts_with(error) && results[0].contains("999999"),
         "{results:?}"
     );
     assert!(
-        results[1].starts_with("ERROR:") && results[1].contains("customer"),
+        results[1].contains("status=\"error\"") && results[1].contains("customer"),
         "{results:?}"
     );
 }

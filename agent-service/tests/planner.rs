@@ -2,7 +2,7 @@
 //! questions, each to its expert, answered with the facts of their answer keys from the tool
 //! results; a question without a customer id asks for it; questions outside an expert's domain
 //! get a plain "cannot help"; a query-only caller cannot get an account unlocked, a security
-//! caller can; a different customer in the same situation gets its own numbers.
+//! caller is asked to confirm the unlock (which is then not made in that turn); a different customer in the same situation gets its own numbers.
 
 mod common;
 
@@ -306,18 +306,48 @@ async fn the_account_expert_reads_the_lock_and_unlocks_only_when_asked_by_a_secu
     let logs = done(&security, "get_security_logs", json!({"customer_id": 254})).await;
     assert_eq!(logs["account_locked"], true, "{logs}");
 
-    // Asked by a caller with it: unlocked.
+    // Asked by a caller with it: the unlock is proposed for confirmation, not made.
     let turn = ask(
         &security,
         &experts::ACCOUNT,
         "Please unlock my account, customer 254",
     )
     .await;
+    assert_eq!(turn.status, Status::NeedsConfirmation, "{turn:#?}");
+    assert!(
+        turn.answer
+            .contains("I need your confirmation before I make this change: Unlock the online account of customer 254"),
+        "{}",
+        turn.answer
+    );
+    let pending = turn.pending.as_ref().expect("the unlock waits");
+    assert_eq!(pending.tool, "unlock_account");
+    assert_eq!(
+        pending.arguments,
+        *json!({"customer_id": 254}).as_object().expect("object")
+    );
+    assert!(!called(&turn).contains(&"unlock_account"), "{turn:?}");
+    let logs = done(&security, "get_security_logs", json!({"customer_id": 254})).await;
+    assert_eq!(logs["account_locked"], true, "{logs}");
+
+    // Once confirmed (the server claims the confirmation; see tests/confirmation.rs): unlocked.
+    let ctx = Context {
+        tools: &security,
+        progress: None,
+        cancel: CancellationToken::new(),
+    };
+    let confirmed = agent_service::agent::Confirmed {
+        tool: &pending.tool,
+        arguments: &pending.arguments,
+        action: &pending.action,
+        question: None,
+    };
+    let turn = planner::confirmed(&ctx, &experts::ACCOUNT, confirmed, Limits::default()).await;
     assert_answer(
         &turn,
-        &["As you asked, I unlocked the account of customer 254"],
+        &["As you confirmed, I unlocked the account of customer 254"],
     );
-    assert_called(&turn, &["get_security_logs", "unlock_account"]);
+    assert_called(&turn, &["unlock_account"]);
     let logs = done(&security, "get_security_logs", json!({"customer_id": 254})).await;
     assert_eq!(logs["account_locked"], false, "{logs}");
 }

@@ -331,6 +331,122 @@ impl ConversationStore for SqliteConversations {
     }
 }
 
+/// Actions waiting for confirmation, in the same file as their conversations and deleted with
+/// them.
+#[async_trait]
+impl PendingActions for SqliteConversations {
+    async fn hold(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        action: &ProposedAction,
+    ) -> MemoryResult<HeldAction> {
+        let id = ConfirmationId::generate()?;
+        let now = self.now_millis();
+        let expires_at = now.saturating_add(self.config.confirmation_ttl_millis());
+        let arguments = pending::canonical(&serde_json::Value::Object(action.arguments.clone()));
+        let binding = pending::binding(owner, conversation, action);
+        // Held only in a live conversation of the owner's, checked in the same statement.
+        let insert = sqlx::query(concat!(
+            "INSERT INTO pending_actions (confirmation_key, conversation_id, tenant, subject, \
+             domain, tool, arguments, action, binding, created_at, expires_at) \
+             SELECT ?, id, tenant, subject, ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE ",
+            owned_and_live!()
+        ))
+        .bind(id.key())
+        .bind(&action.domain)
+        .bind(&action.tool)
+        .bind(arguments)
+        .bind(&action.action)
+        .bind(binding)
+        .bind(now)
+        .bind(expires_at);
+        let held = bind_owned_and_live(insert, conversation, owner, self.expiry_cutoff(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if held == 0 {
+            return Err(MemoryError::UnknownConversation);
+        }
+        Ok(HeldAction {
+            id,
+            expires_at: from_millis(expires_at)?,
+        })
+    }
+
+    async fn claim(
+        &self,
+        owner: &Owner,
+        conversation: &ConversationId,
+        domain: &str,
+        id: &ConfirmationId,
+    ) -> MemoryResult<ProposedAction> {
+        let now = self.now_millis();
+        // One statement: SQLite runs writers one at a time, so of concurrent claims exactly one
+        // finds `used_at` still empty.
+        let claimed = sqlx::query(
+            "UPDATE pending_actions SET used_at = ? \
+             WHERE confirmation_key = ? AND tenant = ? AND subject = ? AND conversation_id = ? \
+             AND domain = ? AND used_at IS NULL AND expires_at > ? \
+             RETURNING tool, arguments, action, binding",
+        )
+        .bind(now)
+        .bind(id.key())
+        .bind(&owner.tenant)
+        .bind(&owner.subject)
+        .bind(conversation.as_str())
+        .bind(domain)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = claimed else {
+            // Only the owner, in the same conversation with the same expert, learns it was used.
+            let used: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT used_at FROM pending_actions WHERE confirmation_key = ? AND tenant = ? \
+                 AND subject = ? AND conversation_id = ? AND domain = ?",
+            )
+            .bind(id.key())
+            .bind(&owner.tenant)
+            .bind(&owner.subject)
+            .bind(conversation.as_str())
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await?;
+            return Err(match used {
+                Some(Some(_)) => MemoryError::ConfirmationUsed,
+                _ => MemoryError::UnknownConfirmation,
+            });
+        };
+        let tool: String = row.try_get("tool")?;
+        let arguments: String = row.try_get("arguments")?;
+        let Ok(serde_json::Value::Object(arguments)) = serde_json::from_str(&arguments) else {
+            tracing::error!(%tool, "a held action's arguments are not a JSON object; refused");
+            return Err(MemoryError::ActionAltered);
+        };
+        let action = ProposedAction {
+            domain: domain.to_owned(),
+            tool,
+            arguments,
+            action: row.try_get("action")?,
+        };
+        let stored: String = row.try_get("binding")?;
+        if stored != pending::binding(owner, conversation, &action) {
+            tracing::error!(tool = %action.tool, "a held action no longer matches its binding; refused");
+            return Err(MemoryError::ActionAltered);
+        }
+        Ok(action)
+    }
+
+    async fn sweep_actions(&self) -> MemoryResult<u64> {
+        let deleted = sqlx::query("DELETE FROM pending_actions WHERE expires_at <= ?")
+            .bind(self.now_millis())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+}
+
 /// The handshakes of MCP sessions (`MCP_SESSIONS=true`), in the same file and with the same
 /// lifetime as conversations: a session whose handshake is older than the TTL is unknown, and
 /// its client initializes again (the specification's answer to an expired session).

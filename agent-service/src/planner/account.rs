@@ -1,5 +1,6 @@
-//! Account investigations: a locked account (unlocked only when the question asks for it and
-//! the caller may), and service problems (slow internet, dropped calls) diagnosed remotely.
+//! Account investigations: a locked account (an unlock proposed for the person's confirmation
+//! only when the question asks for it and the caller may), and service problems (slow internet,
+//! dropped calls) diagnosed remotely.
 
 use chrono::Utc;
 use serde_json::json;
@@ -21,8 +22,8 @@ allowed to: unlocking an account needs the security role, which your sign-in doe
 have not unlocked it. Someone with the security role can ask the account expert to unlock it.";
 
 /// A locked account or sign-in trouble: the security log, whether the account is locked and
-/// since when, the unlock (only if `unlock_asked` and the caller may), and the verification
-/// procedure.
+/// since when, the unlock proposed for confirmation (only if `unlock_asked` and the caller may),
+/// and the verification procedure.
 pub async fn locked(probe: &Probe<'_>, customer: i64, unlock_asked: bool) -> Result<Reply, Stop> {
     let mut answer = Answer::default();
     let mut policy = Answer::default();
@@ -92,15 +93,9 @@ pub async fn locked(probe: &Probe<'_>, customer: i64, unlock_asked: bool) -> Res
     if logs.account_locked {
         match (unlock_asked, probe.can(UNLOCK)) {
             (true, true) => {
-                let found = probe
-                    .call::<AccountUnlocked>(UNLOCK, json!({"customer_id": customer}))
-                    .await?;
-                if let Some(done) = answer.got(found, "the unlock") {
-                    answer.say(format!(
-                        "As you asked, I unlocked the account of customer {} at {}.",
-                        done.customer_id,
-                        done.unlocked_at.format("%Y-%m-%d %H:%M UTC")
-                    ));
+                // Made only once the person confirms it (see `planner::confirmed`).
+                if let Some(unlock) = probe.propose(UNLOCK, json!({"customer_id": customer})) {
+                    answer.ask_to_confirm(unlock);
                 }
             }
             (true, false) => answer.say(NOT_ALLOWED_TO_UNLOCK),
@@ -116,6 +111,18 @@ pub async fn locked(probe: &Probe<'_>, customer: i64, unlock_asked: bool) -> Res
     }
     answer.absorb(policy);
     Ok(answer.finish())
+}
+
+/// The sentence saying a confirmed change (`action`, by `tool`) was made, from its result.
+pub fn made(tool: &str, action: &str, result: &serde_json::Value) -> String {
+    match serde_json::from_value::<AccountUnlocked>(result.clone()) {
+        Ok(done) if tool == UNLOCK => format!(
+            "As you confirmed, I unlocked the account of customer {} at {}.",
+            done.customer_id,
+            done.unlocked_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        _ => format!("As you confirmed, done: {action}."),
+    }
 }
 
 /// A service problem: the line concerned, its service status and open incidents, the open

@@ -1,9 +1,10 @@
 //! The answer the planner writes: sentences of what it found, then what it could not check and
-//! why, then the statement that no language model wrote it.
+//! why, then the change it wants confirmed (if any), then the statement that no language model
+//! wrote it.
 
 use serde_json::json;
 
-use crate::agent::Status;
+use crate::agent::{PendingWrite, Status};
 
 use super::{
     OFFLINE_NOTE,
@@ -16,6 +17,8 @@ use super::{
 pub struct Reply {
     pub status: Status,
     pub text: String,
+    /// With status `needs_confirmation`: the write waiting for the person's confirmation.
+    pub pending: Option<PendingWrite>,
 }
 
 impl Reply {
@@ -24,6 +27,7 @@ impl Reply {
         Reply {
             status,
             text: format!("{}\n\n{OFFLINE_NOTE}", text.into()),
+            pending: None,
         }
     }
 }
@@ -34,6 +38,8 @@ pub struct Answer {
     paragraphs: Vec<String>,
     /// What could not be checked, and why.
     gaps: Vec<String>,
+    /// A change to ask the person to confirm; the answer ends `needs_confirmation`.
+    pending: Option<PendingWrite>,
 }
 
 impl Answer {
@@ -52,21 +58,39 @@ impl Answer {
         }
     }
 
+    /// Ends the answer asking the person to confirm `pending` (which is not made).
+    pub fn ask_to_confirm(&mut self, pending: PendingWrite) {
+        self.pending = Some(pending);
+    }
+
     /// Adds what `other` found and could not check after what this one has.
     pub fn absorb(&mut self, other: Answer) {
         self.paragraphs.extend(other.paragraphs);
         self.gaps.extend(other.gaps);
+        if other.pending.is_some() {
+            self.pending = other.pending;
+        }
     }
 
     pub fn finish(self) -> Reply {
         let mut text = self.paragraphs.join("\n\n");
-        if !self.gaps.is_empty() {
+        let mut push = |part: &str| {
             if !text.is_empty() {
                 text.push_str("\n\n");
             }
-            text.push_str(&self.gaps.join("\n"));
+            text.push_str(part);
+        };
+        if !self.gaps.is_empty() {
+            push(&self.gaps.join("\n"));
         }
-        Reply::plain(Status::Done, text)
+        let Some(pending) = self.pending else {
+            return Reply::plain(Status::Done, text);
+        };
+        push(&pending.question());
+        Reply {
+            pending: Some(pending),
+            ..Reply::plain(Status::NeedsConfirmation, text)
+        }
     }
 }
 
@@ -137,6 +161,33 @@ mod tests {
                 "Invoice 7 is $150.00.\n\nI could not check the security logs: not allowed.\n\n{OFFLINE_NOTE}"
             )
         );
+    }
+
+    #[test]
+    fn an_answer_with_a_change_to_confirm_asks_for_it_last() {
+        let mut answer = Answer::default();
+        answer.say("The account of customer 254 is locked.");
+        answer.ask_to_confirm(PendingWrite::new(
+            "unlock_account",
+            json!({"customer_id": 254})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        ));
+        let reply = answer.finish();
+        assert_eq!(reply.status, Status::NeedsConfirmation);
+        assert_eq!(
+            reply.pending.as_ref().map(|p| p.action.as_str()),
+            Some("Unlock the online account of customer 254")
+        );
+        assert!(
+            reply
+                .text
+                .starts_with("The account of customer 254 is locked.\n\nI need your confirmation"),
+            "{}",
+            reply.text
+        );
+        assert!(reply.text.ends_with(OFFLINE_NOTE));
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn number(chars: &[char], start: usize) -> Option<(i64, bool, usize)> {
         } else {
             0
         };
-        cents += tens * 10 + ones;
+        cents = cents.checked_add(tens * 10 + ones)?;
         decimal = true;
         i += if digit(i + 2) { 3 } else { 2 };
     }
@@ -314,6 +314,9 @@ mod tests {
             "1.",
             "$.5",
             "éé'' ''",
+            // Whole dollars that fit in cents, whose decimals then overflow (found by review
+            // of the fuzz target's invariants).
+            "$92233720368547758.99",
         ] {
             let _ = extract(text);
         }

@@ -9,6 +9,11 @@
 //! policy of the knowledge base. Nothing is canned per customer: a different customer in the
 //! same situation gets the same kind of answer with their own facts.
 //!
+//! A change the investigation calls for (unlocking an account the person asked to have unlocked)
+//! is never made in the same turn: the answer ends `needs_confirmation` with the change described
+//! ([`crate::agent::PendingWrite`]), as the model loop's does, and [`confirmed`] makes it once the
+//! person has confirmed it.
+//!
 //! Every answer says it was written without a language model. A question the planner does not
 //! recognise, or one for another expert, gets a plain statement of what it can answer; a
 //! question that needs a customer and names none gets `needs_input` asking for the id.
@@ -27,13 +32,15 @@ mod product;
 
 use std::sync::Mutex;
 
+use serde_json::Value;
+
 use crate::{
-    agent::{Ended, Limits, Status, ToolCallRecord, Turn},
+    agent::{Confirmed, Ended, Limits, Status, ToolCallRecord, Turn},
     experts::{Domain, EXPERTS, Expert},
     model::Message,
 };
 
-use answer::Reply;
+use answer::{Answer, Reply};
 use entities::Entities;
 use intent::{Intent, Recognised};
 use probe::{Probe, Stop};
@@ -113,6 +120,67 @@ pub async fn answer(
         tool_calls,
         error,
         steps: 0,
+        pending: reply.pending,
+    }
+}
+
+/// Makes the change the person confirmed (`confirmed`, proposed by an earlier answer of
+/// `expert`) and says how it went.
+pub async fn confirmed(
+    ctx: &Context<'_>,
+    expert: &Expert,
+    confirmed: Confirmed<'_>,
+    limits: Limits,
+) -> Turn {
+    let records = Mutex::new(Vec::new());
+    let work = async {
+        let probe = Probe::new(
+            ctx.tools,
+            expert.tools,
+            ctx.progress.clone(),
+            ctx.cancel.clone(),
+            &records,
+        )
+        .await?;
+        let found = probe
+            .call_confirmed::<Value>(confirmed.tool, Value::Object(confirmed.arguments.clone()))
+            .await?;
+        let mut answer = Answer::default();
+        if let Some(result) = answer.got(found, &format!("that {}", confirmed.action)) {
+            answer.say(account::made(confirmed.tool, confirmed.action, &result));
+        }
+        Ok(answer.finish())
+    };
+    let (reply, error) = match ctx.bounded(limits.time_budget, work).await {
+        Ended::Finished(Ok(reply)) => (reply, None),
+        Ended::Finished(Err(stop)) => (failed(&stop), Some(stop.to_string())),
+        Ended::Cancelled => (failed(&Stop::Cancelled), Some(Stop::Cancelled.to_string())),
+        Ended::OutOfTime => (
+            Reply::plain(
+                Status::Error,
+                "I could not finish the change in time; check whether it was made before \
+                 asking again.",
+            ),
+            Some(format!(
+                "the planner did not finish within {:?}",
+                limits.time_budget
+            )),
+        ),
+    };
+    let tool_calls = std::mem::take(&mut *probe::lock(&records));
+    tracing::info!(
+        domain = expert.domain.as_str(),
+        tool = confirmed.tool,
+        status = ?reply.status,
+        "planner made a confirmed change"
+    );
+    Turn {
+        status: reply.status,
+        answer: reply.text,
+        tool_calls,
+        error,
+        steps: 0,
+        pending: None,
     }
 }
 
@@ -171,13 +239,7 @@ fn earlier_customer(history: &[Message]) -> Option<i64> {
 }
 
 fn plain(status: Status, text: String) -> Turn {
-    Turn {
-        status,
-        answer: Reply::plain(status, text).text,
-        tool_calls: Vec::new(),
-        error: None,
-        steps: 0,
-    }
+    Turn::ended(status, Reply::plain(status, text).text, None)
 }
 
 fn failed(stop: &Stop) -> Reply {

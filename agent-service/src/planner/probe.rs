@@ -1,6 +1,8 @@
 //! The planner's tool calls: made with the caller's authority through the same connection the
 //! model loop uses, recorded as the loop records them, and only ever to tools the caller may
-//! call within the expert's subset.
+//! call within the expert's subset. A write is never made by [`Probe::call`]: the planner
+//! proposes it ([`Probe::propose`]) for the person to confirm, and makes it with
+//! [`Probe::call_confirmed`] only once they have.
 //!
 //! A tool that is not available or that reports an error is a finding the answer states ("I
 //! could not check ..."); only a failure to reach the tools service, or the caller cancelling,
@@ -13,7 +15,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::ToolCallRecord,
+    agent::{PendingWrite, ToolCallRecord, writes},
     upstream::{CallOptions, ProgressSender, ToolOutcome, ToolsConnection, UpstreamError},
 };
 
@@ -49,6 +51,8 @@ pub struct Probe<'a> {
     tools: &'a ToolsConnection,
     /// The tools the caller may call within the expert's subset.
     available: HashSet<String>,
+    /// Those of them that change something.
+    writes: HashSet<String>,
     progress: Option<ProgressSender>,
     cancel: CancellationToken,
     /// Kept by the caller, so the calls made are reported even when the turn is cut short.
@@ -64,16 +68,20 @@ impl<'a> Probe<'a> {
         cancel: CancellationToken,
         records: &'a Mutex<Vec<ToolCallRecord>>,
     ) -> Result<Probe<'a>, Stop> {
-        let available = tools
-            .tools_within(allowed)
-            .await
-            .map_err(Stop::Tools)?
+        let listed = tools.tools_within(allowed).await.map_err(Stop::Tools)?;
+        let writes = listed
+            .iter()
+            .filter(|tool| writes::is_write(tool))
+            .map(|tool| tool.name.to_string())
+            .collect();
+        let available = listed
             .into_iter()
             .map(|tool| tool.name.into_owned())
             .collect();
         Ok(Probe {
             tools,
             available,
+            writes,
             progress,
             cancel,
             records,
@@ -88,8 +96,42 @@ impl<'a> Probe<'a> {
         lock(self.records)
     }
 
-    /// Calls `tool` with `arguments` (a JSON object) and reads its structured result as `T`.
+    /// The write of `tool` with `arguments` (a JSON object), described for the person to confirm;
+    /// `None` if the caller may not call it.
+    pub fn propose(&self, tool: &str, arguments: Value) -> Option<PendingWrite> {
+        match arguments {
+            Value::Object(object) if self.can(tool) => Some(PendingWrite::new(tool, object)),
+            _ => None,
+        }
+    }
+
+    /// Calls the read-only `tool` with `arguments` (a JSON object) and reads its structured
+    /// result as `T`. A write is not made: see [`Probe::propose`].
     pub async fn call<T: DeserializeOwned>(
+        &self,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<Found<T>, Stop> {
+        if self.writes.contains(tool) {
+            // Not attempted, so not recorded: the planner proposes writes instead.
+            return Ok(Found::Missing(format!(
+                "{tool} changes something and needs your confirmation first"
+            )));
+        }
+        self.make(tool, arguments).await
+    }
+
+    /// Makes the call the person confirmed (a write included) and reads its structured result
+    /// as `T`.
+    pub async fn call_confirmed<T: DeserializeOwned>(
+        &self,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<Found<T>, Stop> {
+        self.make(tool, arguments).await
+    }
+
+    async fn make<T: DeserializeOwned>(
         &self,
         tool: &str,
         arguments: Value,
