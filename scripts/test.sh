@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, then every test of the workspace, including the
-# interop tests against third-party MCP peers (ignored by a plain `cargo test`).
+# interop tests against third-party MCP peers (ignored by a plain `cargo test`), then the fuzz targets.
 # Needs Rust (with rustfmt and clippy), python3 >= 3.10, node + npm, and network access on first run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,3 +15,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 cargo nextest run --workspace --run-ignored all --no-fail-fast
+
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 30): a panic, a hang (2 s per
+# input) or a blow-up (2 GiB) fails the run; see scripts/fuzz.sh.
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
