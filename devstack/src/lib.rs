@@ -7,7 +7,9 @@
 //! - [`stack`]: `devstack` with no arguments: the identity provider, both backends and the
 //!   gateway, wired together with authentication on, on fixed ports, and the banner it prints;
 //! - [`config`]: the `devstack` command line;
-//! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`) share;
+//! - [`load`]: what the benchmark programs (`tools-bench`, `gateway-bench`, ...) share;
+//! - [`soak`]: the `soak` benchmark: the whole stack under mixed and hostile traffic for
+//!   minutes, memory and descriptors watched;
 //! - [`interop`]: finding and running the third-party MCP peers of the interop tests;
 //! - [`managed_identity`]: a stand-in for Azure's managed identity endpoint, for the tests of
 //!   the services' Entra authentication.
@@ -21,6 +23,7 @@ pub mod idp;
 pub mod interop;
 pub mod load;
 pub mod managed_identity;
+pub mod soak;
 pub mod stack;
 pub mod topology;
 
@@ -42,18 +45,15 @@ pub fn token(args: &TokenArgs) -> Result<String, Error> {
     Ok(idp.mint(&args.token_spec(&idp)?))
 }
 
-/// `devstack idp`: serves the identity provider on `listener` until `shutdown` completes.
+/// `devstack idp`: serves the identity provider on `listener` until `shutdown` completes;
+/// refuses a listener off loopback unless `ALLOW_OPEN_NETWORK` (see [`config::check_bind`]).
 pub async fn run_idp(
     args: IdpArgs,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    if !args.bind.ip().is_loopback() {
-        tracing::warn!(
-            addr = %args.bind,
-            "the development IdP hands tokens to anyone who knows the published client secrets; \
-             trust its issuer only in development"
-        );
-    }
+    // The address actually bound: the one the flag names, or the one a caller's listener has.
+    let bound = listener.local_addr().map_err(Error::Serve)?;
+    config::check_bind("IDP_BIND_ADDR", bound, args.allow_open_network)?;
     idp::serve(listener, args.idp_config(), shutdown).await
 }

@@ -1,5 +1,6 @@
-//! What the benchmark programs (`tools-bench`, `gateway-bench`) share: starting a release binary
-//! of the workspace as a child process and learning its address, and a lean MCP load generator.
+//! What the benchmark programs (`tools-bench`, `gateway-bench`, `agent-bench`, `soak`) share:
+//! starting a release binary of the workspace as a child process and learning its address, and a
+//! lean MCP load generator.
 //!
 //! Each simulated client is one keep-alive HTTP connection sending JSON-RPC `tools/call` POSTs
 //! as an MCP client of protocol 2025-11-25 does in stateless mode (initialize once, then calls
@@ -59,32 +60,74 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
+    let (child, addr) = spawn_until(bin, args, env, listening_addr, Arc::new(|_: &str| {})).await?;
+    Ok(Process { child, addr })
+}
+
+/// The address of a `listening on http://ADDR` log line.
+fn listening_addr(line: &str) -> Option<String> {
+    let rest = line.split("listening on http://").nth(1)?;
+    // The address ends the line in text logs; in JSON logs a quote follows it.
+    Some(
+        rest.trim()
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .to_owned(),
+    )
+}
+
+/// Where a child's output goes once it is ready: each further line of its stdout and stderr.
+pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// [`spawn`] for a program that says it is ready in its own way: every line of its stdout goes
+/// to `ready` until `ready` returns what it was waiting for; from then on every line of stdout,
+/// and every line of stderr from the start, goes to `rest` (a panic message, say), so the child
+/// never blocks on a full pipe.
+pub async fn spawn_until<I, K, V, T>(
+    bin: &Path,
+    args: &[&str],
+    env: I,
+    mut ready: impl FnMut(&str) -> Option<T>,
+    rest: LineSink,
+) -> anyhow::Result<(Child, T)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
     let mut child = Command::new(bin)
         .args(args)
         .env_clear()
         .envs(env)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let errors = rest.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            errors(&line);
+        }
+    });
     let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
+    let found = loop {
         let line = lines
             .next_line()
             .await?
-            .with_context(|| format!("{} exited before listening", bin.display()))?;
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            // The address ends the line in text logs; in JSON logs a quote follows it.
-            break rest
-                .trim()
-                .trim_end_matches(|c: char| !c.is_ascii_digit())
-                .to_owned();
+            .with_context(|| format!("{} exited before it was ready", bin.display()))?;
+        if let Some(found) = ready(&line) {
+            break found;
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Process { child, addr })
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest(&line);
+        }
+    });
+    Ok((child, found))
 }
 
 /// What a benchmark starts with: a scratch folder named after `program`, and a development
@@ -107,6 +150,26 @@ pub async fn bench_setup(
     Ok((dir, idp, token))
 }
 
+/// A POST of `body` to the MCP endpoint `url` with the headers an MCP client of [`PROTOCOL`]
+/// sends (stateless: no session), and `token` as its bearer token if given.
+pub fn mcp_post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    let request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", PROTOCOL)
+        .body(body);
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
 /// One JSON-RPC request; an HTTP error, a JSON-RPC error or a tool error is an `Err`.
 pub async fn rpc(
     client: &reqwest::Client,
@@ -115,18 +178,10 @@ pub async fn rpc(
     method: &str,
     params: Value,
 ) -> anyhow::Result<Value> {
-    let mut request = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", PROTOCOL)
-        .body(serde_json::to_vec(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-        )?);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await?;
+    let body = serde_json::to_vec(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+    )?;
+    let response = mcp_post(client, url, token, body).send().await?;
     if !response.status().is_success() {
         bail!("HTTP {}", response.status());
     }
