@@ -223,14 +223,26 @@ impl ServerHandler for Experts {
             let refused = CallToolResult::error(vec![ContentBlock::text("not authenticated")]);
             return Ok(crate::http::name_request(refused.into(), request_id));
         };
-        let (response, outcome) = self
-            .answer(
+        // A bug in an expert must still answer this request (rmcp runs it in a task of its own,
+        // and a panic there would leave the caller waiting for its own timeout). Boxed: the
+        // expert's turn is a large future, too large to move around on a debug build's stack.
+        let answered = shared::mcp::answer_panics(
+            request_id,
+            Box::pin(self.answer(
                 expert,
                 caller,
                 request.arguments.unwrap_or_default(),
                 &context,
-            )
-            .await;
+            )),
+        )
+        .await;
+        let (response, outcome) = match answered {
+            Ok(answered) => answered,
+            Err(internal) => {
+                audit.finish(Outcome::tool_error("internal")).await;
+                return Err(internal);
+            }
+        };
         audit.finish(outcome).await;
         Ok(crate::http::name_request(response, request_id))
     }

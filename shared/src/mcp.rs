@@ -4,9 +4,10 @@
 //! token verified before the MCP layer sees a request, RFC 9728 metadata beside it, and open
 //! streams ended at shutdown. [`Sessions::Legacy`] serves clients that expect a session; each
 //! session belongs to the tenant and subject that initialized it ([`SessionOwners`]), and is
-//! unknown (404) to anyone else.
+//! unknown (404) to anyone else. [`answer_panics`] makes sure a handler that panics still
+//! answers its request.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use axum::{
@@ -17,8 +18,9 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use futures::FutureExt;
 use rmcp::{
-    ServerHandler,
+    ErrorData as McpError, ServerHandler,
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
         session::{local::LocalSessionManager, never::NeverSessionManager, store::SessionStore},
@@ -105,6 +107,24 @@ where
     S: ServerHandler + Send + 'static,
     F: Fn() -> S + Send + Sync + 'static,
 {
+    routes_with(server, auth, hosts, guard, sessions, |mcp| mcp)
+}
+
+/// [`routes`], with `inner` wrapping `/mcp` inside token verification: the middleware it adds
+/// (with `route_layer`) sees only authenticated requests, with their `Identity`, before the MCP
+/// transport does. The tools service reads the exact text of tool arguments there.
+pub fn routes_with<S, F>(
+    server: F,
+    auth: Arc<Authenticator>,
+    hosts: &HostGuardArgs,
+    guard: &ShutdownGuard,
+    sessions: Sessions,
+    inner: impl FnOnce(Router) -> Router,
+) -> Router
+where
+    S: ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(matches!(sessions, Sessions::Legacy(_)))
         .with_json_response(true)
@@ -140,11 +160,12 @@ where
                 ))
         }
     };
-    mcp.route_layer(axum::middleware::from_fn_with_state(
-        auth.clone(),
-        authenticate,
-    ))
-    .merge(metadata_routes(auth))
+    inner(mcp)
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            authenticate,
+        ))
+        .merge(metadata_routes(auth))
 }
 
 /// Lets a request that names a session through only when its caller owns the session, and
@@ -221,4 +242,208 @@ fn service_unavailable() -> Response {
         "the session store is unavailable; try again",
     )
     .into_response()
+}
+
+/// Runs one MCP handler's `future` so that a panic inside it still answers the request.
+///
+/// rmcp runs each request's handler in a task of its own; a panic there ends the task, no
+/// response is ever written, and the client waits for its own timeout. Wrapped here, a panic
+/// becomes `McpError::internal_error("internal error (request <X-Request-Id>)")`, which rmcp
+/// sends as the JSON-RPC error of the request (it carries the JSON-RPC id itself), and is logged
+/// once at ERROR with the request id and the panic message. The message never reaches the caller:
+/// it may name internals.
+///
+/// `AssertUnwindSafe` is sound here because nothing observes the future's state after the panic:
+/// it is dropped at once, unpolled. What it shared with other requests lives in the service's
+/// `Arc`ed state, which is either read-only (the tool catalogue, the search index) or kept
+/// consistent by its own machinery (a database transaction not committed is rolled back when
+/// the pool gets its connection back; tokio locks do not poison, and a poisoned std lock is
+/// reported by the next user rather than read half-written).
+///
+/// `request_id` is the `X-Request-Id` of the HTTP request (see [`crate::http::request_id`]).
+/// A handler that itself returns `Result<T, McpError>` flattens the two with
+/// `answer_panics(id, handler).await.and_then(|answer| answer)`.
+pub async fn answer_panics<F: Future>(
+    request_id: Option<&str>,
+    future: F,
+) -> Result<F::Output, McpError> {
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(output) => Ok(output),
+        Err(panic) => {
+            let request_id = request_id.unwrap_or("-");
+            let message = panic_message(panic.as_ref());
+            tracing::error!(request_id, panic = message, "MCP handler panicked");
+            Err(McpError::internal_error(
+                format!("internal error (request {request_id})"),
+                None,
+            ))
+        }
+    }
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rmcp::{
+        RoleServer,
+        model::{
+            CallToolRequestParams, CallToolResult, ContentBlock, InitializeResult, ListToolsResult,
+            PaginatedRequestParams, ServerCapabilities, Tool,
+        },
+        service::RequestContext,
+    };
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::auth::AuthMode;
+
+    /// A server with two tools: `boom` panics, `echo` answers.
+    #[derive(Clone)]
+    struct Panicky;
+
+    impl ServerHandler for Panicky {
+        fn get_info(&self) -> InitializeResult {
+            InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+        }
+
+        async fn list_tools(
+            &self,
+            _request: Option<PaginatedRequestParams>,
+            _context: RequestContext<RoleServer>,
+        ) -> Result<ListToolsResult, McpError> {
+            let schema = Arc::new(serde_json::Map::from_iter([(
+                "type".to_owned(),
+                json!("object"),
+            )]));
+            Ok(ListToolsResult::with_all_items(vec![
+                Tool::new("boom", "panics", schema.clone()),
+                Tool::new("echo", "answers", schema),
+            ]))
+        }
+
+        async fn call_tool(
+            &self,
+            request: CallToolRequestParams,
+            context: RequestContext<RoleServer>,
+        ) -> Result<rmcp::model::CallToolResponse, McpError> {
+            let request_id = context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(crate::http::request_id)
+                .map(str::to_owned);
+            let name = request.name.to_string();
+            answer_panics(request_id.as_deref(), async move {
+                if name == "boom" {
+                    panic!("a bug in the tool");
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text("still here")]).into())
+            })
+            .await
+            .and_then(|answer| answer)
+        }
+    }
+
+    async fn spawn() -> std::net::SocketAddr {
+        let auth = Arc::new(Authenticator::new(
+            AuthMode::Disabled {
+                roles: BTreeSet::new(),
+            },
+            "http://127.0.0.1",
+            Vec::new(),
+        ));
+        let hosts = HostGuardArgs {
+            allowed_hosts: vec!["*".to_owned()],
+            allowed_origins: Vec::new(),
+        };
+        let router = routes(
+            || Panicky,
+            auth,
+            &hosts,
+            &ShutdownGuard::default(),
+            Sessions::Stateless,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(crate::http::serve(
+            listener,
+            crate::http::with_middleware(router),
+            std::future::pending(),
+        ));
+        addr
+    }
+
+    async fn call(addr: std::net::SocketAddr, id: u32, tool: &str) -> Value {
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": {}},
+        });
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("x-request-id", format!("req-{id}"))
+            .body(body.to_string())
+            .send();
+        // A panic that is not answered leaves the request waiting: bound it.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            response
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("a JSON-RPC answer")
+        })
+        .await
+        .expect("the request is answered promptly")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_tool_answers_a_json_rpc_error_with_its_id_and_the_server_goes_on() {
+        let addr = spawn().await;
+        let answer = call(addr, 41, "boom").await;
+        assert_eq!(answer["id"], 41, "{answer}");
+        assert_eq!(answer["error"]["code"], -32603, "internal error: {answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            "internal error (request req-41)"
+        );
+        assert!(
+            !answer.to_string().contains("a bug in the tool"),
+            "the panic message stays in the log: {answer}"
+        );
+        let answer = call(addr, 42, "echo").await;
+        assert_eq!(answer["id"], 42, "{answer}");
+        assert_eq!(answer["result"]["content"][0]["text"], "still here");
+        // And the panicking tool again: the first panic broke nothing.
+        let answer = call(addr, 43, "boom").await;
+        assert_eq!(
+            answer["error"]["message"],
+            "internal error (request req-43)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_future_that_does_not_panic_passes_its_output_through() {
+        assert_eq!(answer_panics(None, async { 7 }).await.ok(), Some(7));
+        let panicking = async { panic!("{}", String::from("owned")) };
+        let error: McpError = answer_panics::<_>(None, panicking)
+            .await
+            .expect_err("a panic");
+        assert_eq!(error.message, "internal error (request -)");
+    }
 }

@@ -4,6 +4,8 @@
 //! MCP runs stateless: no server-side session, every POST carries everything needed, so any
 //! replica can answer any request. Simple calls are answered with `application/json`; calls
 //! that send progress switch to an SSE stream so notifications arrive while the tool runs.
+//! Behind token verification, `tools::raw::capture` keeps the exact text of each `tools/call`'s
+//! arguments for the tools to decode from (exact money).
 
 use std::sync::Arc;
 
@@ -39,12 +41,14 @@ pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
     let guard = ShutdownGuard::default();
     let catalog = Arc::new(Catalog::new());
     let mcp_state = state.clone();
-    let mcp = shared::mcp::routes(
+    let mcp = shared::mcp::routes_with(
         move || ContosoTools::new(mcp_state.clone(), catalog.clone(), policy.clone()),
         auth.clone(),
         hosts,
         &guard,
         shared::mcp::Sessions::Stateless,
+        // Behind token verification: the exact text of tool arguments, for exact money.
+        |mcp| mcp.route_layer(axum::middleware::from_fn(crate::tools::raw::capture)),
     );
     let router = Router::new()
         .route("/healthz", get(shared::http::healthz))

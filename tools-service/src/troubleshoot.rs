@@ -104,6 +104,11 @@ pub async fn run(
 ) -> Result<Diagnosis, ToolError> {
     let started = Instant::now();
     let total = STEPS.len() as u32;
+    // The arguments are checked before anything is read: blank means "not given".
+    let named_device = match device.filter(|d| !d.trim().is_empty()) {
+        Some(d) => Some(crate::tools::ops::text_field(d, "device", 200)?),
+        None => None,
+    };
     let customer = store
         .customer(customer_id)
         .await?
@@ -132,16 +137,10 @@ pub async fn run(
                 ))
             })?,
     };
-    let device = device
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| match sub.product_category {
-            ProductCategory::Internet => "home router".to_owned(),
-            _ => "mobile phone".to_owned(),
-        });
-    if device.chars().count() > 200 {
-        return Err(ToolError::invalid("device is longer than 200 characters"));
-    }
+    let device = named_device.unwrap_or_else(|| match sub.product_category {
+        ProductCategory::Internet => "home router".to_owned(),
+        _ => "mobile phone".to_owned(),
+    });
 
     let mut checks = Vec::new();
     let mut actions = Vec::new();

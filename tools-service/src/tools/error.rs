@@ -29,6 +29,19 @@ impl ToolError {
         ToolError::NotFound(format!("{entity} {id} does not exist"))
     }
 
+    /// The sentence the caller reads. An internal failure names the request id (the
+    /// `X-Request-Id` of the HTTP request) so the caller can quote it; its detail is only in the
+    /// log, which carries the same id.
+    pub fn for_caller(&self, request_id: Option<&str>) -> String {
+        match self {
+            ToolError::Internal => format!(
+                "internal error (request {}); the request was not completed, please retry later",
+                request_id.unwrap_or("-")
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// Short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -8,15 +8,23 @@
 //! Each entry pairs a tool description (name, description, input and output schemas derived
 //! from the typed parameter and output structs, annotations) with a handler that parses the
 //! arguments into the parameter type, runs the operation in [`ops`], and renders the output both
-//! as structured content and as text.
+//! as structured content and as text. [`Catalog::call`] is that path, the one every call takes.
+//!
+//! Arguments are decoded from the exact JSON text the caller sent ([`raw`]), so money is read
+//! digit for digit; every decoding and validation failure is a tool error. A handler that panics
+//! anyway still answers: a JSON-RPC internal error naming the request id
+//! ([`shared::mcp::answer_panics`]). Internal failures (storage, a panic) never show their
+//! detail to the caller, only the request id to quote; the detail is in the log.
 //!
 //! Every call, allowed or refused (unknown tool, missing role), is one event of the audit trail
 //! ([`shared::audit`]), with its caller, redacted arguments, outcome and duration.
 
+pub mod dates;
 pub mod error;
 pub mod ops;
 pub mod outputs;
 pub mod params;
+pub mod raw;
 
 use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
@@ -83,10 +91,20 @@ impl troubleshoot::ProgressSink for McpProgress {
     }
 }
 
+/// A call's arguments, as a handler decodes them.
+#[derive(Debug, Clone)]
+pub enum Arguments {
+    /// The exact JSON text of the arguments object, as sent ([`raw`]): what every `tools/call`
+    /// over HTTP decodes from.
+    Text(Arc<str>),
+    /// Already parsed by rmcp, numbers as doubles: only where no text exists (see [`raw`]).
+    Value(JsonObject),
+}
+
 type Handler = Arc<
     dyn Fn(
             Arc<AppState>,
-            JsonObject,
+            Arguments,
             CallContext,
         ) -> BoxFuture<'static, Result<CallToolResult, ToolError>>
         + Send
@@ -104,17 +122,84 @@ struct Entry {
 pub struct NoArgs {}
 
 /// Parses arguments, naming the offending field (`amount: invalid type ...`) so the caller
-/// knows what to fix.
-fn parse<A: DeserializeOwned>(args: JsonObject) -> Result<A, ToolError> {
-    serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ToolError::invalid(format!("invalid arguments: {inner}"))
-        } else {
-            ToolError::invalid(format!("invalid arguments: {path}: {inner}"))
+/// knows what to fix. The same message comes from either form of the arguments.
+fn parse<A: DeserializeOwned>(args: Arguments) -> Result<A, ToolError> {
+    match args {
+        Arguments::Text(text) => {
+            let mut json = serde_json::Deserializer::from_str(&text);
+            let args = serde_path_to_error::deserialize(&mut json).map_err(describe)?;
+            // Text from rmcp's body is one JSON value; text from elsewhere may trail on.
+            json.end().map_err(|e| {
+                ToolError::invalid(format!("invalid arguments: {}", without_position(e)))
+            })?;
+            Ok(args)
         }
-    })
+        Arguments::Value(object) => {
+            serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(describe)
+        }
+    }
+}
+
+fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ToolError {
+    let path = error.path().to_string();
+    let message = without_position(error.into_inner());
+    if path == "." {
+        ToolError::invalid(format!("invalid arguments: {message}"))
+    } else {
+        ToolError::invalid(format!("invalid arguments: {path}: {message}"))
+    }
+}
+
+/// A serde_json error without its " at line L column C" (the arguments are one short object,
+/// and the field path says where the fault is), and with the values it quotes shortened: serde
+/// repeats a wrong string in full (`invalid type: string "xxx...", expected u32`), and a caller
+/// who sent a megabyte needs the type, not the megabyte back.
+fn without_position(error: serde_json::Error) -> String {
+    let message = error.to_string();
+    let message = if error.line() == 0 {
+        message
+    } else {
+        let position = format!(" at line {} column {}", error.line(), error.column());
+        message
+            .strip_suffix(&position)
+            .map_or_else(|| message.clone(), str::to_owned)
+    };
+    shorten_quoted(&message)
+}
+
+/// `message` with each `"quoted"` run longer than a few dozen characters cut to its start, and
+/// at most 500 characters in all.
+fn shorten_quoted(message: &str) -> String {
+    const MAX_QUOTED_CHARS: usize = 40;
+    const MAX_MESSAGE_CHARS: usize = 500;
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 8));
+    let mut quoted: Option<usize> = None;
+    for c in message.chars() {
+        match (quoted, c) {
+            (None, '"') => {
+                quoted = Some(0);
+                out.push(c);
+            }
+            (Some(_), '"') => {
+                quoted = None;
+                out.push(c);
+            }
+            (Some(n), _) => {
+                if n < MAX_QUOTED_CHARS {
+                    out.push(c);
+                } else if n == MAX_QUOTED_CHARS {
+                    out.push_str("...");
+                }
+                quoted = Some(n + 1);
+            }
+            (None, _) => out.push(c),
+        }
+    }
+    if out.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+        out = out.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push_str("...");
+    }
+    out
 }
 
 fn success<O: Serialize + Render>(output: &O) -> Result<CallToolResult, ToolError> {
@@ -360,6 +445,27 @@ impl Catalog {
     fn get(&self, name: &str) -> Option<&Entry> {
         self.by_name.get(name).map(|&i| &self.entries[i])
     }
+
+    /// Decodes and validates `arguments` for the tool `name`, runs it and renders its result:
+    /// the path of every `tools/call` once the caller is authorised
+    /// ([`ContosoTools::call_tool`] wraps it with the audit and panic capture), and the path the
+    /// fuzz target `tool_arguments` drives. Any input gives a result or a [`ToolError`]; an
+    /// unknown name is a `NotFound` error (over MCP it never gets here: it is a protocol error).
+    pub async fn call(
+        &self,
+        name: &str,
+        state: Arc<AppState>,
+        arguments: Arguments,
+        ctx: CallContext,
+    ) -> Result<CallToolResult, ToolError> {
+        let Some(entry) = self.get(name) else {
+            return Err(ToolError::NotFound(format!(
+                "unknown tool {:?}",
+                crate::money::echo(name)
+            )));
+        };
+        (entry.handler)(state, arguments, ctx).await
+    }
 }
 
 impl Default for Catalog {
@@ -443,22 +549,43 @@ impl ServerHandler for ContosoTools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let request_id = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(shared::http::request_id)
+            .map(str::to_owned);
+        // The handler is wrapped on its own (below, so the audit records the failure); this
+        // covers the rest of the call.
+        shared::mcp::answer_panics(
+            request_id.as_deref(),
+            self.answer_call(request, context, request_id.as_deref()),
+        )
+        .await
+        .and_then(|answer| answer)
+    }
+}
+
+impl ContosoTools {
+    async fn answer_call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+        request_id: Option<&str>,
+    ) -> Result<CallToolResponse, McpError> {
         let name = request.name.as_ref();
         let parts = context.extensions.get::<axum::http::request::Parts>();
         let identity = caller(&context);
-        let audit = self.state.audit.begin(
-            name,
-            identity,
-            parts.and_then(shared::http::request_id),
-            request.arguments.as_ref(),
-        );
-        let Some(entry) = self.catalog.get(name) else {
+        let audit = self
+            .state
+            .audit
+            .begin(name, identity, request_id, request.arguments.as_ref());
+        if self.catalog.get(name).is_none() {
             audit.finish(Outcome::refused("unknown_tool", None)).await;
             return Err(McpError::invalid_params(
-                format!("unknown tool {name:?}"),
+                format!("unknown tool {:?}", crate::money::echo(name)),
                 None,
             ));
-        };
+        }
         let Some(identity) = identity else {
             // Unreachable behind the authentication middleware; refuse rather than assume.
             audit
@@ -483,20 +610,27 @@ impl ServerHandler for ContosoTools {
             }),
             cancel: context.ct.clone(),
         };
-        let outcome = (entry.handler)(
-            self.state.clone(),
-            request.arguments.unwrap_or_default(),
-            ctx,
+        let arguments = match raw::RawArguments::for_request(parts, &context.id) {
+            Some(text) => Arguments::Text(text.unwrap_or_else(|| Arc::from("{}"))),
+            None => Arguments::Value(request.arguments.clone().unwrap_or_default()),
+        };
+        let outcome = shared::mcp::answer_panics(
+            request_id,
+            self.catalog.call(name, self.state.clone(), arguments, ctx),
         )
         .await;
         let result = match outcome {
-            Ok(result) => {
+            Ok(Ok(result)) => {
                 audit.finish(Outcome::Ok).await;
                 result
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 audit.finish(Outcome::tool_error(error.kind())).await;
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                CallToolResult::error(vec![ContentBlock::text(error.for_caller(request_id))])
+            }
+            Err(panicked) => {
+                audit.finish(Outcome::tool_error("internal")).await;
+                return Err(panicked);
             }
         };
         Ok(result.into())

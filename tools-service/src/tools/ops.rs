@@ -1,13 +1,13 @@
 //! What each tool does: validate the arguments, read or write through the [`Store`], and shape
 //! the typed output. Nothing here knows about MCP or HTTP, so every rule is testable directly.
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use shared::auth::Identity;
 
-use super::{ToolError, outputs::*, params};
+use super::{ToolError, dates, outputs::*, params};
 use crate::{
     domain::*,
-    money::Money,
+    money::{Money, echo},
     search::KnowledgeIndex,
     store::{NewPayment, NewTicket, Store, SubscriptionUpdate},
 };
@@ -16,8 +16,8 @@ type Result<T> = std::result::Result<T, ToolError>;
 
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
-const MAX_USAGE_DAYS: i64 = 366;
-const DEFAULT_USAGE_DAYS: u64 = 30;
+/// The longest search query, in characters: a topic, not a document.
+const MAX_QUERY_CHARS: usize = 1000;
 
 fn today() -> NaiveDate {
     Utc::now().date_naive()
@@ -46,7 +46,9 @@ async fn subscription(store: &dyn Store, id: i64) -> Result<Subscription> {
         .ok_or(ToolError::not_found("subscription", id))
 }
 
-/// Cursor format: `after:<last id>`. Opaque to callers, but readable in logs.
+/// Cursor format: `after:<last id>`. Opaque to callers, but readable in logs. Any `i64` after
+/// the prefix is a valid position (a negative one starts at the first customer, `i64::MAX`
+/// gives an empty page); anything else is refused, quoting at most its first 40 characters.
 pub async fn get_all_customers(
     store: &dyn Store,
     p: params::ListCustomers,
@@ -57,7 +59,12 @@ pub async fn get_all_customers(
         Some(cursor) => cursor
             .strip_prefix("after:")
             .and_then(|id| id.parse::<i64>().ok())
-            .ok_or_else(|| ToolError::invalid(format!("cursor {cursor:?} is not one this service returned; omit it to start from the first page")))?,
+            .ok_or_else(|| {
+                ToolError::invalid(format!(
+                    "cursor {:?} is not one this service returned; omit it to start from the first page",
+                    echo(cursor)
+                ))
+            })?,
     };
     let mut customers = store.customers_after(after, limit + 1).await?;
     let next_cursor = if customers.len() > limit as usize {
@@ -125,11 +132,11 @@ pub async fn get_invoice_payments(
 }
 
 pub async fn pay_invoice(store: &dyn Store, p: params::PayInvoice) -> Result<PaymentResult> {
-    let amount = Money::from_dollars_f64(p.amount)?;
+    let amount = p.amount;
     if !amount.is_positive() {
         return Err(ToolError::invalid(format!(
             "amount must be greater than zero, got {}",
-            p.amount
+            amount.as_decimal()
         )));
     }
     let receipt = store
@@ -158,30 +165,22 @@ pub async fn get_data_usage(
     store: &dyn Store,
     p: params::DataUsageQuery,
 ) -> Result<DataUsageReport> {
-    let end = p.end_date.unwrap_or_else(today);
-    let start = p
-        .start_date
-        .unwrap_or(end - Days::new(DEFAULT_USAGE_DAYS - 1));
-    if start > end {
-        return Err(ToolError::invalid(format!(
-            "start_date {start} is after end_date {end}; swap them"
-        )));
-    }
-    let days = (end - start).num_days() + 1;
-    if days > MAX_USAGE_DAYS {
-        return Err(ToolError::invalid(format!(
-            "the range covers {days} days; ask for at most {MAX_USAGE_DAYS} at a time"
-        )));
-    }
+    let (start, end) = dates::usage_window(p.start_date, p.end_date, today())?;
     let sub = subscription(store, p.subscription_id).await?;
     let daily = store.data_usage(sub.id, start, end).await?;
-    let data_used_mb: i64 = daily.iter().map(|d| d.data_used_mb).sum();
+    // At most 366 stored rows; saturating keeps a corrupted row from panicking the sum.
+    let total = |field: fn(&DataUsage) -> i64| {
+        daily
+            .iter()
+            .fold(0_i64, |sum, day| sum.saturating_add(field(day)))
+    };
+    let data_used_mb = total(|d| d.data_used_mb);
     let totals = UsageTotals {
         days: daily.len() as i64,
         data_used_mb,
         data_used_gb: (data_used_mb as f64 / 100.0).round() / 10.0,
-        voice_minutes: daily.iter().map(|d| d.voice_minutes).sum(),
-        sms_count: daily.iter().map(|d| d.sms_count).sum(),
+        voice_minutes: total(|d| d.voice_minutes),
+        sms_count: total(|d| d.sms_count),
     };
     Ok(DataUsageReport {
         subscription_id: sub.id,
@@ -259,10 +258,10 @@ pub async fn search_knowledge_base(
             "query must not be empty; describe the topic in a few words",
         ));
     }
-    if query.len() > 1000 {
-        return Err(ToolError::invalid(
-            "query is longer than 1000 characters; shorten it to the topic",
-        ));
+    if query.chars().nth(MAX_QUERY_CHARS).is_some() {
+        return Err(ToolError::invalid(format!(
+            "query is longer than {MAX_QUERY_CHARS} characters; shorten it to the topic"
+        )));
     }
     let topk = p.topk.unwrap_or(3);
     if !(1..=20).contains(&topk) {
@@ -329,14 +328,26 @@ pub async fn get_support_tickets(
     })
 }
 
-fn text_field(value: String, field: &str, max: usize) -> Result<String> {
+/// A stored free-text field: trimmed, 1 to `max` characters, and no control characters other
+/// than line breaks and tabs (a NUL or an escape sequence in a ticket is never what a person
+/// typed, and would reach every screen and model that later shows the ticket).
+pub(crate) fn text_field(value: String, field: &str, max: usize) -> Result<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ToolError::invalid(format!("{field} must not be empty")));
     }
-    if trimmed.chars().count() > max {
+    if trimmed.chars().nth(max).is_some() {
         return Err(ToolError::invalid(format!(
             "{field} is longer than {max} characters"
+        )));
+    }
+    if let Some(c) = trimmed
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ToolError::invalid(format!(
+            "{field} contains the control character {:?}; remove it",
+            c
         )));
     }
     Ok(trimmed.to_owned())

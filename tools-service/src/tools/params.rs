@@ -6,7 +6,10 @@ use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, de};
 
-use crate::domain::{ProductCategory, SubscriptionStatus, TicketCategory, TicketPriority};
+use crate::{
+    domain::{ProductCategory, SubscriptionStatus, TicketCategory, TicketPriority},
+    money::Money,
+};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +46,9 @@ pub struct InvoiceId {
 pub struct PayInvoice {
     /// The invoice to pay.
     pub invoice_id: i64,
-    /// Amount in dollars, positive, at most two decimals, not more than the outstanding balance.
-    pub amount: f64,
+    /// Amount in dollars, a JSON number (not a string), positive, at most two decimals, not more
+    /// than the outstanding balance. Read from the request's text exactly, never through a float.
+    pub amount: Money,
     /// How the customer pays (default `credit_card`).
     pub method: Option<crate::domain::PaymentMethod>,
 }
@@ -54,10 +58,11 @@ pub struct PayInvoice {
 pub struct DataUsageQuery {
     /// The subscription whose usage to read.
     pub subscription_id: i64,
-    /// First day, `YYYY-MM-DD` (default: 29 days before `end_date`).
+    /// First day, `YYYY-MM-DD`, from 1900-01-01 to 9999-12-31 (default: 29 days before
+    /// `end_date`, so the window is 30 days). At most 366 days after it to `end_date`.
     #[serde(default, deserialize_with = "start_date")]
     pub start_date: Option<NaiveDate>,
-    /// Last day, inclusive, `YYYY-MM-DD` (default: today).
+    /// Last day, inclusive, `YYYY-MM-DD`, from 1900-01-01 to 9999-12-31 (default: today).
     #[serde(default, deserialize_with = "end_date")]
     pub end_date: Option<NaiveDate>,
     /// Return totals for the range instead of one row per day.
@@ -65,8 +70,7 @@ pub struct DataUsageQuery {
     pub aggregate: bool,
 }
 
-/// Parses a date argument. chrono's own error ("input is out of range") names neither the field
-/// nor the value, which leaves a caller nothing to correct.
+/// Parses a date argument of the supported calendar (see [`super::dates`]).
 fn date_field<'de, D: Deserializer<'de>>(
     field: &str,
     deserializer: D,
@@ -74,11 +78,9 @@ fn date_field<'de, D: Deserializer<'de>>(
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    text.parse().map(Some).map_err(|e| {
-        de::Error::custom(format!(
-            "{field} {text:?} is not a valid date ({e}); use YYYY-MM-DD"
-        ))
-    })
+    super::dates::parse_date(field, &text)
+        .map(Some)
+        .map_err(de::Error::custom)
 }
 
 fn start_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
