@@ -1,7 +1,7 @@
 //! The agent service's configuration: flags with environment-variable fallbacks, validated
 //! before any port is bound.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 use shared::{
@@ -12,6 +12,7 @@ use shared::{
     },
     config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
     http::{Bounds, ServeLimits},
+    mcp::live::LiveBounds,
 };
 
 use crate::{
@@ -62,6 +63,15 @@ pub struct Config {
     /// their oldest.
     #[arg(long, env = "MCP_SESSIONS_PER_OWNER", default_value_t = 32)]
     pub sessions_per_owner: u32,
+
+    /// MCP sessions kept live in memory (MCP_SESSIONS=true); one more closes the least recently
+    /// used, which its client's next request takes over from DB_PATH again.
+    #[arg(long, env = "MCP_SESSIONS_IN_MEMORY", default_value_t = 1_000)]
+    pub sessions_in_memory: usize,
+
+    /// Seconds an MCP session stays in memory with no request (it goes on from DB_PATH after).
+    #[arg(long, env = "MCP_SESSION_IDLE_SECS", default_value_t = 120)]
+    pub session_idle_secs: u64,
 
     /// Earlier turns of a conversation given to the expert with a new question.
     #[arg(long, env = "CONVERSATION_HISTORY_TURNS", default_value_t = 10)]
@@ -239,6 +249,8 @@ pub struct ValidConfig {
     pub limits: Limits,
     /// The serving bounds (body, headers, timeouts, connections) from [`Config::serve`].
     pub bounds: Bounds,
+    /// How many MCP sessions stay in memory, and for how long idle (with MCP_SESSIONS=true).
+    pub live_sessions: LiveBounds,
 }
 
 impl Config {
@@ -276,6 +288,29 @@ impl Config {
             return Err(ConfigError::new(
                 "MCP_SESSIONS_PER_OWNER",
                 "give at least 1",
+            ));
+        }
+        let live_sessions = LiveBounds {
+            max_live: NonZeroUsize::new(self.sessions_in_memory)
+                .filter(|n| n.get() <= 1_000_000)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "MCP_SESSIONS_IN_MEMORY",
+                        format!(
+                            "{} is out of range: give 1 to 1000000",
+                            self.sessions_in_memory
+                        ),
+                    )
+                })?,
+            idle: Duration::from_secs(self.session_idle_secs),
+        };
+        if !(1..=3_600).contains(&self.session_idle_secs) {
+            return Err(ConfigError::new(
+                "MCP_SESSION_IDLE_SECS",
+                format!(
+                    "{} is out of range: give 1 to 3600 seconds",
+                    self.session_idle_secs
+                ),
             ));
         }
         if !(1..=86_400).contains(&self.confirmation_ttl_secs) {
@@ -356,6 +391,7 @@ impl Config {
             memory,
             limits,
             bounds,
+            live_sessions,
         })
     }
 }
@@ -427,6 +463,14 @@ mod tests {
         assert_eq!(
             refused(&["--time-budget-secs", "901"]),
             "AGENT_TIME_BUDGET_SECS"
+        );
+        assert_eq!(
+            refused(&["--sessions-in-memory", "0"]),
+            "MCP_SESSIONS_IN_MEMORY"
+        );
+        assert_eq!(
+            refused(&["--session-idle-secs", "3601"]),
+            "MCP_SESSION_IDLE_SECS"
         );
         assert_eq!(refused(&["--bind-addr", "0.0.0.0:8003"]), "BIND_ADDR");
         assert_eq!(

@@ -31,7 +31,10 @@ pub mod upstream;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use shared::{audit::AuditLog, mcp::Sessions};
+use shared::{
+    audit::AuditLog,
+    mcp::{LegacySessions, Sessions},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +68,7 @@ pub async fn run(
         memory,
         limits,
         bounds,
+        live_sessions,
     } = valid;
     // The issuer and the model client first: a configuration error creates no database.
     let http = reqwest::Client::new();
@@ -95,7 +99,10 @@ pub async fn run(
             "MCP_SESSIONS=true: clients of protocol versions before 2026-07-28 get a session, \
              which stands in for conversation_id"
         );
-        Sessions::Legacy(sqlite.clone())
+        Sessions::Legacy(LegacySessions {
+            store: sqlite.clone(),
+            live: live_sessions,
+        })
     } else {
         Sessions::Stateless
     };

@@ -317,6 +317,50 @@ async fn initializing_beyond_the_per_owner_cap_ends_the_oldest_session() {
 }
 
 #[tokio::test]
+async fn sessions_pushed_out_of_memory_or_idle_go_on_with_their_conversations() {
+    let stack = Stack::start(20).await;
+    let replies = ["One.", "Two.", "Three.", "Four."].map(Scripted::Text);
+    let model = ScriptedModel::start(replies).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut flags = flags(&model, true);
+    flags.extend(["--sessions-in-memory", "1", "--session-idle-secs", "1"].map(str::to_owned));
+    let agent = agent(&stack, &dir.path().join("agent.db"), &flags).await;
+    let alice = token(&stack, "alice");
+    let ask = |session: String, question: &'static str| {
+        let (url, alice) = (agent.url.clone(), alice.clone());
+        async move {
+            let arguments = json!({ "question": question });
+            conversation(
+                &ask_in(
+                    &url,
+                    &alice,
+                    Some(&session),
+                    "ask_billing_expert",
+                    arguments,
+                )
+                .await,
+            )
+        }
+    };
+    let first = initialize(&agent.url, &alice).await.expect("a session");
+    let one = ask(first.clone(), "One?").await;
+    // Only one session fits in memory: the second pushes the first out, and using the first
+    // again brings it back from the database (pushing the second out).
+    let second = initialize(&agent.url, &alice).await.expect("a session");
+    let two = ask(second.clone(), "Two?").await;
+    assert_ne!(one, two);
+    assert_eq!(ask(first.clone(), "Three?").await, one);
+    // Idle past a second, the session has left memory and still goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(ask(second, "Four?").await, two);
+    assert_eq!(
+        questions_sent(&model, 2),
+        ["One?", "Three?"],
+        "the restored session kept its conversation's history"
+    );
+}
+
+#[tokio::test]
 async fn without_sessions_no_session_is_given_and_each_question_starts_afresh() {
     let stack = Stack::start(20).await;
     let model = ScriptedModel::start([Scripted::Text("First."), Scripted::Text("Second.")]).await;

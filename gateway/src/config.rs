@@ -512,6 +512,10 @@ fn validate_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
         "issuer = \"https://login.microsoftonline.com/<tenant id>/v2.0\" under [auth]",
     )?;
     let issuer = http_url("auth.issuer", &issuer)?;
+    // Keys fetched over plain http:// from the network could be anyone's: refuse it here, where
+    // the setting can be named, rather than at the first discovery.
+    shared::auth::jwks::check_secure_url(&issuer)
+        .map_err(|e| ConfigError::new("auth.issuer", e))?;
     let leeway_secs = raw.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
     if leeway_secs > MAX_LEEWAY_SECS {
         return Err(ConfigError::new(
@@ -1077,6 +1081,11 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
             &with("\"http://127.0.0.1:4444/\"", "\"ftp://idp\""),
             "auth.issuer",
             "not an http",
+        );
+        assert_error(
+            &with("\"http://127.0.0.1:4444/\"", "\"http://idp.example.com\""),
+            "auth.issuer",
+            "not a loopback address",
         );
         let config = Config::from_toml(&with(
             "\"http://127.0.0.1:8080/\"",

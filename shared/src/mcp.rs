@@ -4,8 +4,10 @@
 //! token verified before the MCP layer sees a request, RFC 9728 metadata beside it, and open
 //! streams ended at shutdown. [`Sessions::Legacy`] serves clients that expect a session; each
 //! session belongs to the tenant and subject that initialized it ([`SessionOwners`]), and is
-//! unknown (404) to anyone else. [`answer_panics`] makes sure a handler that panics still
-//! answers its request.
+//! unknown (404) to anyone else; the sessions live in memory are bounded ([`live`]).
+//! [`answer_panics`] makes sure a handler that panics still answers its request.
+
+pub mod live;
 
 use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -23,11 +25,12 @@ use rmcp::{
     ErrorData as McpError, ServerHandler,
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
-        session::{local::LocalSessionManager, never::NeverSessionManager, store::SessionStore},
+        session::{never::NeverSessionManager, store::SessionStore},
     },
 };
 use tokio_util::sync::CancellationToken;
 
+use self::live::{LiveBounds, LiveSessions};
 use crate::{
     auth::{
         Identity,
@@ -58,10 +61,18 @@ pub enum Sessions {
     Stateless,
     /// An `Mcp-Session-Id` for each client of a protocol version before 2026-07-28 that
     /// initializes (those versions have sessions; 2026-07-28 has none, and its clients stay
-    /// stateless). The session lives in memory (closed after 5 idle minutes) and its handshake is
-    /// recorded in `store`, so another replica, or this one after a restart or an idle close,
-    /// takes the session over without the client initializing again.
-    Legacy(Arc<dyn LegacySessionStore>),
+    /// stateless).
+    Legacy(LegacySessions),
+}
+
+/// Legacy sessions: each one's handshake and owner are recorded in `store`, and a bounded
+/// number of them are live in memory. A session closed in memory (idle, or pushed out by newer
+/// ones) is taken over from the store, by another replica or by this one after a restart,
+/// without the client initializing again.
+#[derive(Clone)]
+pub struct LegacySessions {
+    pub store: Arc<dyn LegacySessionStore>,
+    pub live: LiveBounds,
 }
 
 /// Who may use each MCP session: the tenant and subject whose token initialized it.
@@ -142,20 +153,20 @@ where
             "/mcp",
             StreamableHttpService::new(factory, Arc::new(NeverSessionManager::default()), config),
         ),
-        Sessions::Legacy(store) => {
+        Sessions::Legacy(LegacySessions { store, live }) => {
             config.session_store = Some(store.clone().as_session_store());
+            let live = Arc::new(LiveSessions::new(live));
             Router::new()
                 .route_service(
                     "/mcp",
-                    StreamableHttpService::new(
-                        factory,
-                        Arc::new(LocalSessionManager::default()),
-                        config,
-                    ),
+                    StreamableHttpService::new(factory, live.clone(), config),
                 )
                 // Inside the authentication layer: the caller is known when it runs.
                 .route_layer(axum::middleware::from_fn_with_state(
-                    store as Arc<dyn LegacySessionStore>,
+                    SessionGuard {
+                        owners: store,
+                        live,
+                    },
                     guard_session,
                 ))
         }
@@ -168,12 +179,19 @@ where
         .merge(metadata_routes(auth))
 }
 
+/// What [`guard_session`] consults: the owners in the store, and the sessions live here.
+#[derive(Clone)]
+struct SessionGuard {
+    owners: Arc<dyn LegacySessionStore>,
+    live: Arc<LiveSessions>,
+}
+
 /// Lets a request that names a session through only when its caller owns the session, and
 /// records the owner of each session an `initialize` creates. Someone else's session gets the
 /// same 404 as an unknown one, so its existence is not revealed, and the owner's session is
 /// untouched.
 async fn guard_session(
-    State(owners): State<Arc<dyn LegacySessionStore>>,
+    State(SessionGuard { owners, live }): State<SessionGuard>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -193,11 +211,14 @@ async fn guard_session(
                 .get(SESSION_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
+            // Sessions the store ends for this owner's cap are refused from now on (not owned)
+            // and leave memory when they idle out or are pushed out.
             if let Some(session_id) = created
                 && let Err(error) = owners.bind(&session_id, &caller).await
             {
                 tracing::error!(%error, "recording the owner of a new MCP session failed");
                 // A session nobody owns would be unusable: say so now, not at the next call.
+                live.close(&session_id).await;
                 return service_unavailable();
             }
             response
