@@ -35,8 +35,10 @@ struct Args {
     /// calls a minute per route; above about 25 some requests meet its 429 (counted apart).
     #[arg(long, env = "SOAK_RATE", default_value_t = 25.0)]
     rate: f64,
-    /// Seconds at the start left out of the verdict (the first row of a run with a row a minute).
-    #[arg(long, env = "SOAK_WARMUP_SECS", default_value_t = 60)]
+    /// Seconds at the start left out of the verdict: the abandoned MCP sessions pile up in memory
+    /// until the first of them idles out (MCP_SESSION_IDLE_SECS, 120), so the stack's steady
+    /// state starts after that, and a row later.
+    #[arg(long, env = "SOAK_WARMUP_SECS", default_value_t = 180)]
     warmup_secs: u64,
     /// Growth of memory or descriptors after the warm-up that still counts as flat, in percent.
     #[arg(long, env = "SOAK_TOLERANCE_PCT", default_value_t = 10.0)]
@@ -52,6 +54,12 @@ struct Args {
     /// follow takes nine steps.
     #[arg(long, env = "SOAK_TROUBLESHOOT_STEP_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     troubleshoot_step_ms: u64,
+    /// `CONVERSATIONS_PER_OWNER` of the experts. Each expert question of the soak starts a
+    /// conversation, and a few people ask them all: at the service's default (1,000) the store
+    /// would still be filling up to its cap an hour in, at 100 it is full within minutes, so the
+    /// run shows the steady state of a store at its cap.
+    #[arg(long, env = "SOAK_CONVERSATIONS_PER_OWNER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    conversations_per_owner: u32,
     /// The `devstack` binary to soak; by default the one beside this program.
     #[arg(long, env = "SOAK_DEVSTACK")]
     devstack: Option<PathBuf>,
@@ -78,6 +86,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         hold: Duration::from_secs(args.hold_secs),
         troubleshoot_step_ms: args.troubleshoot_step_ms,
+        conversations_per_owner: args.conversations_per_owner,
         devstack: args.devstack,
     };
     let outcome = soak::run(&settings, &mut std::io::stdout()).await?;

@@ -56,6 +56,8 @@ pub struct Settings {
     /// How long a slow or idle connection is held waiting for the server to close it.
     pub hold: Duration,
     pub troubleshoot_step_ms: u64,
+    /// `CONVERSATIONS_PER_OWNER` of the experts.
+    pub conversations_per_owner: u32,
     /// The `devstack` binary; by default the one beside this program.
     pub devstack: Option<PathBuf>,
 }
@@ -96,6 +98,7 @@ pub async fn run(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<Out
     let options = StackOptions {
         troubleshoot_step_ms: settings.troubleshoot_step_ms,
         log_filter: "warn".to_owned(),
+        conversations_per_owner: settings.conversations_per_owner,
     };
     let started = Instant::now();
     let stack = match ChildStack::start(&bin, &data_dir, &options).await {

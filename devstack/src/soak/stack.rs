@@ -33,6 +33,8 @@ pub struct StackOptions {
     pub troubleshoot_step_ms: u64,
     /// `RUST_LOG` of the child.
     pub log_filter: String,
+    /// `CONVERSATIONS_PER_OWNER` of the experts.
+    pub conversations_per_owner: u32,
 }
 
 /// One gateway route as the banner names it.
@@ -100,6 +102,10 @@ impl ChildStack {
             ("RUST_LOG", options.log_filter.clone()),
             // Legacy clients get sessions, so abandoned ones can pile up if nothing bounds them.
             ("MCP_SESSIONS", "true".to_owned()),
+            (
+                "CONVERSATIONS_PER_OWNER",
+                options.conversations_per_owner.to_string(),
+            ),
             (
                 "TROUBLESHOOT_STEP_MS",
                 options.troubleshoot_step_ms.to_string(),
