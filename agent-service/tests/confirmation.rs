@@ -64,7 +64,7 @@ async fn setup(stack: Stack, replies: Option<Vec<Scripted>>) -> Setup {
 async fn open_invoice(stack: &Stack) -> (i64, i64) {
     let billing = stack.connect(&["query", "billing"], "check").await;
     let summary = done(&billing, "get_billing_summary", json!({"customer_id": 251})).await;
-    let invoice = summary["open_invoices"][0]["id"]
+    let invoice = summary["open_invoices"][0]["invoice_id"]
         .as_i64()
         .expect("251 has an open invoice");
     (invoice, outstanding(stack, invoice).await)

@@ -191,8 +191,8 @@ async fn the_two_backends_serve_different_random_customers_and_the_same_scenario
     let (_, at_contoso) = customer(&contoso.mcp_url, &northwind_contoso, 1).await;
     let (_, at_fabrikam) = customer(&fabrikam.mcp_url, &northwind_fabrikam, 1).await;
     let (at_contoso, at_fabrikam) = (customer_of(&at_contoso), customer_of(&at_fabrikam));
-    assert_eq!(at_contoso["id"], 1);
-    assert_eq!(at_fabrikam["id"], 1);
+    assert_eq!(at_contoso["customer_id"], 1);
+    assert_eq!(at_fabrikam["customer_id"], 1);
     assert_ne!(
         person(at_contoso),
         person(at_fabrikam),

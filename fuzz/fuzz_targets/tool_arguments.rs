@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tools_service::{
     search::KnowledgeIndex,
     seed,
-    store::{Store, sqlite::SqliteStore},
+    store::{SeedData, Storage, sqlite::SqliteStore},
     tools::{AppState, Arguments, CallContext, Catalog, ToolError},
 };
 
@@ -53,7 +53,8 @@ fn harness() -> &'static Harness {
             // The nine scenario customers and a few random ones, as the tests seed.
             let data = seed::generate(20, 42, chrono::Utc::now());
             store.replace_all(&data).await.expect("seed the store");
-            let index = KnowledgeIndex::build(&store, None)
+            let storage = Storage::of(store);
+            let index = KnowledgeIndex::build(storage.knowledge.as_ref(), None)
                 .await
                 .expect("index the knowledge base");
             let audit = AuditLog::open_sqlite(
@@ -66,7 +67,7 @@ fn harness() -> &'static Harness {
             .await
             .expect("open the audit trail");
             Arc::new(AppState {
-                store: Arc::new(store),
+                storage,
                 index: Arc::new(index),
                 // The diagnosis's nine steps take no time here.
                 troubleshoot_step: Duration::ZERO,

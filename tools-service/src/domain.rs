@@ -3,7 +3,11 @@
 //! These types are the contract between the tools and every storage backend: a backend returns
 //! them, a tool serialises them as its structured output (their `JsonSchema` is the tool's output
 //! schema). Identifiers are plain integers because that is what the reference exposes and what
-//! callers already hold.
+//! callers already hold, and they are named as the reference's models name them (`customer_id`,
+//! `invoice_id`, `log_id`, ...), so clients written against the Python service read the same
+//! fields. The rules of every write are in [`writes`].
+
+pub mod writes;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
@@ -183,6 +187,7 @@ impl IncidentStatus {
 /// One line of the paged customer list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerSummary {
+    #[serde(rename = "customer_id")]
     pub id: i64,
     pub first_name: String,
     pub last_name: String,
@@ -193,6 +198,7 @@ pub struct CustomerSummary {
 /// A customer's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
+    #[serde(rename = "customer_id")]
     pub id: i64,
     pub first_name: String,
     pub last_name: String,
@@ -207,6 +213,7 @@ pub struct Customer {
 /// A catalogue product.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Product {
+    #[serde(rename = "product_id")]
     pub id: i64,
     pub name: String,
     pub category: ProductCategory,
@@ -223,6 +230,7 @@ pub struct Product {
 /// A customer's subscription to a product, with the product's name for readability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Subscription {
+    #[serde(rename = "subscription_id")]
     pub id: i64,
     pub customer_id: i64,
     pub product_id: i64,
@@ -244,6 +252,7 @@ pub struct Subscription {
 /// An invoice with its balance as of now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Invoice {
+    #[serde(rename = "invoice_id")]
     pub id: i64,
     pub subscription_id: i64,
     pub invoice_date: NaiveDate,
@@ -297,6 +306,7 @@ impl Invoice {
 /// One payment attempt against an invoice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Payment {
+    #[serde(rename = "payment_id")]
     pub id: i64,
     pub invoice_id: i64,
     pub paid_at: DateTime<Utc>,
@@ -317,6 +327,7 @@ pub struct DataUsage {
 /// A promotion, with whether it runs today.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Promotion {
+    #[serde(rename = "promotion_id")]
     pub id: i64,
     pub name: String,
     pub description: String,
@@ -349,6 +360,7 @@ impl Promotion {
 /// An entry of a customer's security log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SecurityLog {
+    #[serde(rename = "log_id")]
     pub id: i64,
     pub customer_id: i64,
     pub event_type: SecurityEventType,
@@ -359,6 +371,7 @@ pub struct SecurityLog {
 /// An order placed by a customer (devices and accessories as well as plans).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Order {
+    #[serde(rename = "order_id")]
     pub id: i64,
     pub customer_id: i64,
     /// The catalogue product, when the order was for one.
@@ -374,6 +387,7 @@ pub struct Order {
 /// A customer-service ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SupportTicket {
+    #[serde(rename = "ticket_id")]
     pub id: i64,
     pub customer_id: i64,
     pub subscription_id: Option<i64>,
@@ -389,6 +403,7 @@ pub struct SupportTicket {
 /// A network incident affecting a subscription's service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceIncident {
+    #[serde(rename = "incident_id")]
     pub id: i64,
     pub subscription_id: i64,
     pub reported_at: DateTime<Utc>,

@@ -68,6 +68,8 @@ pub fn router(parts: Parts, hosts: &HostGuardArgs) -> Service {
 struct Readiness {
     status: &'static str,
     store: &'static str,
+    /// The database's name (a file name, a Cosmos database), never a path or an endpoint.
+    database: String,
     search: &'static str,
     documents: usize,
     auth: &'static str,
@@ -83,12 +85,14 @@ struct Ready {
 
 /// Ready when the store answers, the knowledge base is indexed and (for JWT) keys are loaded.
 async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse {
-    let store_ok = state.store.ping().await.is_ok();
+    let health = &state.storage.health;
+    let store_ok = health.ping().await.is_ok();
     let keys_ok = auth.mode().ready();
     let ready = store_ok && keys_ok && !state.index.is_empty();
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
-        store: state.store.backend(),
+        store: health.backend(),
+        database: health.database(),
         search: state.index.mode(),
         documents: state.index.len(),
         auth: auth.mode().describe(),

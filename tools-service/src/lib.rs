@@ -33,7 +33,7 @@ pub use config::{Config, ValidConfig};
 
 use crate::{
     search::{AzureOpenAiEmbedder, Embedder, KnowledgeIndex},
-    store::{Store, sqlite::SqliteStore},
+    store::{SeedData, Storage, sqlite::SqliteStore},
     tools::AppState,
 };
 
@@ -54,28 +54,32 @@ pub async fn run(
     let mode = plan
         .build(reqwest::Client::new(), &listener.local_addr())
         .await?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&config.db_path).await.with_context(|| {
-            format!(
-                "opening the database at {} (DB_PATH)",
-                config.db_path.display()
-            )
-        })?);
-    seed_if_needed(store.as_ref(), &config).await?;
+    let storage = Storage::of(SqliteStore::open(&config.db_path).await.with_context(|| {
+        format!(
+            "opening the database at {} (DB_PATH)",
+            config.db_path.display()
+        )
+    })?);
+    tracing::info!(
+        backend = storage.health.backend(),
+        database = %storage.health.database(),
+        "storage open"
+    );
+    seed_if_needed(storage.seeding.as_ref(), &config).await?;
     // The audit trail, in DB_PATH beside its data.
     let audit = AuditLog::open_sqlite("tools-service", &config.db_path, &config.audit).await?;
     let embedder: Option<Arc<dyn Embedder>> = match config.embedding()? {
         Some(deployment) => Some(Arc::new(AzureOpenAiEmbedder::new(&deployment)?)),
         None => None,
     };
-    let index = KnowledgeIndex::build(store.as_ref(), embedder).await?;
+    let index = KnowledgeIndex::build(storage.knowledge.as_ref(), embedder).await?;
     tracing::info!(
         documents = index.len(),
         mode = index.mode(),
         "knowledge base indexed"
     );
     let state = Arc::new(AppState {
-        store,
+        storage,
         index: Arc::new(index),
         troubleshoot_step: config.troubleshoot_step(),
         audit: audit.clone(),
@@ -104,7 +108,7 @@ pub async fn run(
 }
 
 /// Seeds per `FORCE_SEED` / `SEED_ON_STARTUP`.
-pub async fn seed_if_needed(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+pub async fn seed_if_needed(store: &dyn SeedData, config: &Config) -> anyhow::Result<()> {
     let reason = if config.force_seed {
         "FORCE_SEED=true"
     } else if config.seed_on_startup && store.is_empty().await? {

@@ -127,6 +127,10 @@ impl Money {
         Money(self.0.saturating_sub(other.0))
     }
 
+    pub fn saturating_add(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
+
     /// `percent` of this amount, rounded half up to the cent (in 128 bits, so no product
     /// overflows; the result saturates at the `i64` range).
     pub fn percent(self, percent: i64) -> Money {

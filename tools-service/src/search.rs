@@ -20,7 +20,7 @@ use shared::{
 
 use crate::{
     domain::KnowledgeDocument,
-    store::{Store, StoreResult},
+    store::{KnowledgeData, StoreResult},
 };
 
 /// How many times a title is repeated in the indexed text: titles name the topic precisely.
@@ -71,7 +71,7 @@ impl std::fmt::Debug for KnowledgeIndex {
 impl KnowledgeIndex {
     /// Indexes the store's documents; with an embedder, embeds those not embedded yet.
     pub async fn build(
-        store: &dyn Store,
+        store: &dyn KnowledgeData,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> StoreResult<Self> {
         let docs = store.knowledge_documents().await?;
@@ -175,7 +175,7 @@ impl Semantic {
 
 /// Embeds documents that have no stored vector for this model, stores them, returns all.
 async fn load_vectors(
-    store: &dyn Store,
+    store: &dyn KnowledgeData,
     embedder: &dyn Embedder,
     documents: &HashMap<i64, KnowledgeDocument>,
 ) -> anyhow::Result<Vec<(i64, Vec<f32>)>> {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::*,
-    store::Store,
+    store::Storage,
     tools::{ToolError, outputs::Render},
 };
 
@@ -94,7 +94,7 @@ const STEPS: [&str; 9] = [
 
 /// Runs the diagnosis. `step` is the time each step takes (45 s in all by default).
 pub async fn run(
-    store: &dyn Store,
+    store: &Storage,
     customer_id: i64,
     subscription_id: Option<i64>,
     device: Option<String>,
@@ -110,10 +110,11 @@ pub async fn run(
         None => None,
     };
     let customer = store
+        .customers
         .customer(customer_id)
         .await?
         .ok_or(ToolError::not_found("customer", customer_id))?;
-    let subscriptions = store.subscriptions_of_customer(customer.id).await?;
+    let subscriptions = store.customers.subscriptions(customer.id).await?;
     let sub = match subscription_id {
         Some(id) => subscriptions
             .iter()
@@ -173,7 +174,7 @@ pub async fn run(
                 }
             },
             2 => {
-                let invoices = store.invoices_of_subscription(sub.id, today).await?;
+                let invoices = store.customers.invoices(customer.id, sub.id, today).await?;
                 let overdue: Vec<&Invoice> = invoices
                     .iter()
                     .filter(|i| i.status == InvoiceStatus::Overdue)
@@ -200,7 +201,8 @@ pub async fn run(
             },
             4 => {
                 open_incidents = store
-                    .incidents_of_subscription(sub.id)
+                    .customers
+                    .incidents(customer.id, sub.id)
                     .await?
                     .into_iter()
                     .filter(|i| i.status.is_open())
@@ -222,7 +224,7 @@ pub async fn run(
                 }
             }
             5 => {
-                open_tickets = store.tickets_of_customer(customer.id, true).await?;
+                open_tickets = store.customers.tickets(customer.id, true).await?;
                 let call_drops = open_tickets
                     .iter()
                     .filter(|t| t.category == TicketCategory::CallDrop)
@@ -245,7 +247,8 @@ pub async fn run(
             }
             6 => {
                 let usage = store
-                    .data_usage(sub.id, today - Days::new(6), today)
+                    .customers
+                    .data_usage(customer.id, sub.id, today - Days::new(6), today)
                     .await?;
                 let mb: i64 = usage.iter().map(|d| d.data_used_mb).sum();
                 let silent_days = usage

@@ -120,7 +120,7 @@ async fn paying_an_invoice_already_paid_in_full_is_refused() {
     // The invoice before the overage one was paid in full on time.
     let paid = subscription(&c, sub).await["invoices"][1].clone();
     assert_eq!(paid["status"], "paid");
-    let invoice = paid["id"].as_i64().expect("id");
+    let invoice = paid["invoice_id"].as_i64().expect("id");
     let before = payments(&c, invoice).await;
     let message = tool_error(
         &c,
@@ -619,7 +619,7 @@ async fn an_account_unlocks_once() {
     assert_eq!(log["account_locked"], false);
     assert!(log["locked_since"].is_null());
     assert_eq!(log["entries"][0]["event_type"], "account_unlocked");
-    assert_eq!(log["entries"][0]["id"], unlocked["log_entry"]["id"]);
+    assert_eq!(log["entries"][0]["log_id"], unlocked["log_entry"]["log_id"]);
 
     let message = tool_error(&c, "unlock_account", json!({"customer_id": 254})).await;
     says(&message, &["customer 254", "not locked"]);
@@ -661,7 +661,7 @@ async fn a_created_ticket_is_listed_as_open() {
     )
     .await;
     let listed = &open["tickets"][0];
-    assert_eq!(listed["id"], ticket["id"], "newest first");
+    assert_eq!(listed["ticket_id"], ticket["ticket_id"], "newest first");
     assert_eq!(listed["subscription_id"], sub);
     assert_eq!(listed["category"], "roaming");
     assert_eq!(listed["priority"], "high");

@@ -198,7 +198,9 @@ async fn concurrent_payments_to_different_invoices_do_not_interfere() {
     let a = latest_invoice(&c, 251).await;
     let b = latest_invoice(&c, 259).await;
     let billing = ok(&c, "get_billing_summary", json!({"customer_id": 258})).await;
-    let untouched = billing["open_invoices"][0]["id"].as_i64().expect("id");
+    let untouched = billing["open_invoices"][0]["invoice_id"]
+        .as_i64()
+        .expect("id");
     let untouched_before = invoice_payments(&c, untouched).await;
     assert_eq!(
         money(&invoice_payments(&c, b).await["invoice"]["outstanding"]),
@@ -235,7 +237,7 @@ async fn concurrent_payments_to_different_invoices_do_not_interfere() {
     assert!(b_failures.is_empty(), "B had room for all: {b_failures:?}");
     for attempt in attempts.iter().filter(|at| at.succeeded()) {
         assert_eq!(
-            attempt.invoice_after()["id"],
+            attempt.invoice_after()["invoice_id"],
             attempt.invoice_id,
             "the receipt is for the invoice paid"
         );

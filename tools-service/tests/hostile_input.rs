@@ -404,16 +404,18 @@ async fn an_internal_failure_names_the_request_id_and_nothing_else() {
         "the log line names the request: {line}"
     );
 
-    // Readiness says how the parts are, not where they are.
+    // Readiness says how the parts are, not where they are: the database by its name (what an
+    // operator calls it), never by its path or an address.
     let ready = reqwest::get(server.http("/readyz"))
         .await
         .expect("GET /readyz")
         .text()
         .await
         .expect("body");
+    assert!(ready.contains(r#""database":"contoso.db""#), "{ready}");
     for internal in [
         server.dir.path().to_string_lossy().as_ref(),
-        "contoso.db",
+        "/contoso.db",
         "127.0.0.1",
         "http://",
     ] {

@@ -201,7 +201,7 @@ async fn diagnosis_without_progress_token_and_with_explicit_subscription() {
     let c = server.client().await;
     // 258 is suspended for non-payment: the diagnosis says so and points at the balance.
     let detail = ok(&c, "get_customer_detail", json!({"customer_id": 258})).await;
-    let sub = detail["subscriptions"][0]["id"].clone();
+    let sub = detail["subscriptions"][0]["subscription_id"].clone();
     let d = ok(
         &c,
         "trouble_shoot_device",

@@ -41,7 +41,7 @@ async fn scenario_facts_hold() {
     let usage = ok(
         &c,
         "get_data_usage",
-        json!({"subscription_id": sub["id"], "aggregate": true}),
+        json!({"subscription_id": sub["subscription_id"], "aggregate": true}),
     )
     .await;
     let gb = usage["totals"]["data_used_gb"].as_f64().expect("gb");
@@ -50,9 +50,14 @@ async fn scenario_facts_hold() {
         usage["daily"].as_array().expect("daily").is_empty(),
         "aggregate leaves out daily rows"
     );
-    let daily = ok(&c, "get_data_usage", json!({"subscription_id": sub["id"]})).await;
+    let daily = ok(
+        &c,
+        "get_data_usage",
+        json!({"subscription_id": sub["subscription_id"]}),
+    )
+    .await;
     assert_eq!(daily["daily"].as_array().expect("daily").len(), 30);
-    let invoice_id = &line["latest_invoice"]["id"];
+    let invoice_id = &line["latest_invoice"]["invoice_id"];
     let payments = ok(
         &c,
         "get_invoice_payments",
@@ -72,7 +77,7 @@ async fn scenario_facts_hold() {
     let detail = ok(
         &c,
         "get_subscription_detail",
-        json!({"subscription_id": sub["id"]}),
+        json!({"subscription_id": sub["subscription_id"]}),
     )
     .await;
     let incidents = detail["incidents"].as_array().expect("incidents");
@@ -85,7 +90,12 @@ async fn scenario_facts_hold() {
     let addons = ok(&c, "get_products", json!({"category": "addon"})).await;
     let addon = &addons["products"][0];
     assert!(addon["name"].as_str().expect("name").contains("Roaming"));
-    let detail = ok(&c, "get_product_detail", json!({"product_id": addon["id"]})).await;
+    let detail = ok(
+        &c,
+        "get_product_detail",
+        json!({"product_id": addon["product_id"]}),
+    )
+    .await;
     assert_eq!(money(&detail["monthly_fee"]), 25_00);
 
     // 254 Alice Doe: locked about 12 minutes ago.
@@ -197,7 +207,7 @@ async fn scenario_facts_hold() {
     let usage = ok(
         &c,
         "get_data_usage",
-        json!({"subscription_id": sub["id"], "aggregate": true}),
+        json!({"subscription_id": sub["subscription_id"], "aggregate": true}),
     )
     .await;
     let gb = usage["totals"]["data_used_gb"].as_f64().expect("gb");
@@ -205,7 +215,7 @@ async fn scenario_facts_hold() {
     let detail = ok(
         &c,
         "get_subscription_detail",
-        json!({"subscription_id": sub["id"]}),
+        json!({"subscription_id": sub["subscription_id"]}),
     )
     .await;
     assert_eq!(money(&detail["invoices"][0]["amount"]), 150_00);
@@ -273,7 +283,11 @@ async fn customer_list_pages_with_a_cursor_to_the_end() {
         let page = ok(&c, "get_all_customers", args).await;
         let customers = page["customers"].as_array().expect("customers");
         assert!(customers.len() <= 7);
-        seen.extend(customers.iter().map(|c| c["id"].as_i64().expect("id")));
+        seen.extend(
+            customers
+                .iter()
+                .map(|c| c["customer_id"].as_i64().expect("id")),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,

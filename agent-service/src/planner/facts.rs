@@ -1,4 +1,5 @@
 //! Typed views of the tools service's structured results: only the fields the planner cites.
+//! Identifiers are named as the reference service names them (`invoice_id`, not `id`).
 //! Fields it does not read are ignored, so the tools service can add some without breaking it.
 
 use std::fmt;
@@ -32,6 +33,7 @@ impl fmt::Display for Dollars {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Invoice {
+    #[serde(rename = "invoice_id")]
     pub id: i64,
     pub invoice_date: NaiveDate,
     pub due_date: NaiveDate,
@@ -95,6 +97,7 @@ pub struct DataUsage {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Subscription {
+    #[serde(rename = "subscription_id")]
     pub id: i64,
     pub product_name: String,
     pub product_category: String,
@@ -106,6 +109,7 @@ pub struct Subscription {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CustomerDetail {
+    #[serde(rename = "customer_id")]
     pub id: i64,
     pub first_name: String,
     pub last_name: String,
@@ -121,6 +125,7 @@ impl CustomerDetail {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Incident {
+    #[serde(rename = "incident_id")]
     pub id: i64,
     pub reported_at: DateTime<Utc>,
     pub description: String,
@@ -129,6 +134,7 @@ pub struct Incident {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubscriptionDetail {
+    #[serde(rename = "subscription_id")]
     pub id: i64,
     pub incidents: Vec<Incident>,
 }
@@ -156,6 +162,7 @@ pub struct AccountUnlocked {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ticket {
+    #[serde(rename = "ticket_id")]
     pub id: i64,
     pub category: String,
     pub priority: String,
@@ -180,6 +187,7 @@ pub struct Diagnosis {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Order {
+    #[serde(rename = "order_id")]
     pub id: i64,
     pub item: String,
     pub order_date: NaiveDate,
@@ -218,6 +226,7 @@ pub struct Promotions {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Product {
+    #[serde(rename = "product_id")]
     pub id: i64,
     pub name: String,
     pub category: String,

@@ -214,7 +214,10 @@ mod tests {
         sessions.close(&id).await;
         assert_eq!(sessions.live(), 0);
         assert!(!sessions.has_session(&id).await.expect("in memory"));
-        let outcome = sessions.restore_session(id.clone()).await.expect("in memory");
+        let outcome = sessions
+            .restore_session(id.clone())
+            .await
+            .expect("in memory");
         assert!(matches!(outcome, RestoreOutcome::Restored(_)));
         assert_eq!(sessions.live(), 1);
         assert!(sessions.has_session(&id).await.expect("in memory"));

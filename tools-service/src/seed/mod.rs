@@ -5,7 +5,7 @@
 //! runs with the same seed on the same day produce identical rows and the scenario facts hold on
 //! any day. The seed moves only the random customers: two backends seeded differently serve
 //! different customers 1, 2, ... but the same scenario customers, whose facts the agents are
-//! tested on. A backend loads it with [`crate::store::Store::replace_all`].
+//! tested on. A backend loads it with [`crate::store::SeedData::replace_all`].
 //!
 //! - [`catalog`]: the four products and the promotions (active, expired and one upcoming);
 //! - [`random`]: `SEED_CUSTOMER_COUNT` customers with plausible histories;

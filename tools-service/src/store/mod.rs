@@ -1,19 +1,33 @@
-//! Storage behind one trait, so the tools never know which database holds the data.
+//! Storage behind traits split by concern, so the tools never know which database holds the data.
 //!
-//! The trait is shaped for two kinds of backend: SQLite (relational, the default, in
-//! [`sqlite`]) and a document store partitioned by customer (Cosmos DB, later). That is why
-//! reads are "everything of one customer / subscription / invoice" rather than joins the tools
-//! compose, and why each write that must check a balance or a state (`pay_invoice`,
-//! `unlock_account`, `update_subscription`) is one trait call: the backend makes the check and
-//! the write one atomic step (a SQLite write transaction, a Cosmos transactional batch within
-//! the customer's partition).
+//! The traits are shaped for two kinds of backend: SQLite (relational, the default, in
+//! [`sqlite`]) and a document store partitioned by customer (Cosmos DB). So:
+//! - [`CustomerData`] names the customer in every call: each is a point read or a query within
+//!   one customer's partition. A subscription or an invoice named alone is first resolved to its
+//!   customer with [`CustomerData::owner`] (an index lookup, not a fan-out over partitions).
+//! - Each write that depends on the current state (a payment, an unlock, a subscription change)
+//!   is one call that reads, applies the rule of [`crate::domain::writes`] to what it read, and
+//!   writes, as one atomic step (a SQLite write transaction; a write conditioned on the document's
+//!   ETag in Cosmos, decided again after a conflict). The rules live in the domain, once.
+//! - Ids of new records are the backend's to allocate, and are handed to the rule.
+//! - Paging cursors are the backend's own text, opaque to the tools.
+//! - The product catalogue ([`CatalogData`]), the knowledge base with its embeddings
+//!   ([`KnowledgeData`]) and seeding ([`SeedData`]) are separate concerns with their own traits.
 
 pub mod sqlite;
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use std::sync::Arc;
 
-use crate::{domain::*, money::Money, seed::Dataset};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use crate::{
+    domain::{
+        writes::{PaymentReceipt, Refusal, SubscriptionChange, UnlockReceipt},
+        *,
+    },
+    seed::Dataset,
+};
 
 /// Why a store call did not succeed. Every variant but [`StoreError::Backend`] is the caller's
 /// to fix, and its message says how.
@@ -21,20 +35,12 @@ use crate::{domain::*, money::Money, seed::Dataset};
 pub enum StoreError {
     #[error("{entity} {id} does not exist")]
     NotFound { entity: &'static str, id: i64 },
-    #[error(
-        "payment of {amount} exceeds the outstanding balance of invoice {invoice_id}, which is {outstanding}"
-    )]
-    Overpayment {
-        invoice_id: i64,
-        amount: Money,
-        outstanding: Money,
-    },
-    #[error("invoice {invoice_id} is already paid in full; nothing is outstanding")]
-    AlreadyPaid { invoice_id: i64 },
-    #[error("the account of customer {customer_id} is not locked; there is nothing to unlock")]
-    NotLocked { customer_id: i64 },
-    #[error("{0}")]
-    Invalid(String),
+    /// A write's rule refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A paging cursor this backend did not hand out.
+    #[error("the cursor is not one this service returned")]
+    BadCursor,
     /// The database failed; details are logged, not shown to callers.
     #[error("storage backend error: {0}")]
     Backend(String),
@@ -42,132 +48,147 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A change to a subscription; fields left `None` are kept.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SubscriptionUpdate {
-    pub product_id: Option<i64>,
-    pub status: Option<SubscriptionStatus>,
-    pub roaming_enabled: Option<bool>,
-    pub autopay_enabled: Option<bool>,
+/// A record named by its own id, whose customer is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Subscription(i64),
+    Invoice(i64),
 }
 
-impl SubscriptionUpdate {
-    pub fn is_empty(&self) -> bool {
-        *self == SubscriptionUpdate::default()
+impl Owned {
+    /// The error for a record that does not exist.
+    pub fn not_found(self) -> StoreError {
+        match self {
+            Owned::Subscription(id) => StoreError::NotFound {
+                entity: "subscription",
+                id,
+            },
+            Owned::Invoice(id) => StoreError::NotFound {
+                entity: "invoice",
+                id,
+            },
+        }
     }
 }
 
-/// A ticket to open.
+/// One page of a listing and, when more follow, the cursor of the next (the backend's own text).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewTicket {
-    pub customer_id: i64,
-    pub subscription_id: Option<i64>,
-    pub category: TicketCategory,
-    pub priority: TicketPriority,
-    pub subject: String,
-    pub description: String,
-    pub opened_at: DateTime<Utc>,
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
-/// A payment to record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewPayment {
-    pub invoice_id: i64,
-    pub amount: Money,
-    pub method: PaymentMethod,
-    pub paid_at: DateTime<Utc>,
-}
+/// Decides a payment on the invoice as read, with the id the backend allocated.
+pub type PaymentRule<'a> = dyn Fn(&Invoice, i64) -> Result<Payment, Refusal> + Send + Sync + 'a;
+/// Decides an unlock on the latest lock or unlock event, with the id of the new log entry.
+pub type UnlockRule<'a> =
+    dyn Fn(Option<&SecurityLog>, i64) -> Result<UnlockReceipt, Refusal> + Send + Sync + 'a;
+/// Decides a change of the subscription as read.
+pub type SubscriptionRule<'a> =
+    dyn Fn(&Subscription) -> Result<SubscriptionChange, Refusal> + Send + Sync + 'a;
+/// Opens a ticket with the id the backend allocated, knowing whose the named subscription is.
+pub type TicketRule<'a> =
+    dyn Fn(Option<i64>, i64) -> Result<SupportTicket, Refusal> + Send + Sync + 'a;
 
-/// A recorded payment and the invoice as it stands after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PaymentReceipt {
-    pub payment: Payment,
-    pub invoice: Invoice,
-}
-
-/// The result of unlocking an account.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnlockReceipt {
-    pub locked_at: DateTime<Utc>,
-    pub unlocked: SecurityLog,
-}
-
-/// Everything the tools read and write. Implementations must be cheap to share (`Arc<dyn Store>`).
+/// The data of customers, partitioned by customer. Implementations must be cheap to share.
 ///
 /// Lists come back in a stable order (newest first for time series, by id otherwise).
 /// `today` parameters let a backend derive invoice status without reading a clock itself.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Name of the backend, for `/readyz` and logs.
-    fn backend(&self) -> &'static str;
-    /// Succeeds when the backend answers a trivial query.
-    async fn ping(&self) -> StoreResult<()>;
-    /// True when no customer is stored (a fresh database to seed).
-    async fn is_empty(&self) -> StoreResult<bool>;
-    /// Replaces every row with `data` in one transaction.
-    async fn replace_all(&self, data: &Dataset) -> StoreResult<()>;
-
-    /// Customers with id greater than `after`, by id, at most `limit`.
-    async fn customers_after(&self, after: i64, limit: u32) -> StoreResult<Vec<CustomerSummary>>;
-    async fn customer(&self, id: i64) -> StoreResult<Option<Customer>>;
-    async fn subscriptions_of_customer(&self, customer_id: i64) -> StoreResult<Vec<Subscription>>;
-    async fn subscription(&self, id: i64) -> StoreResult<Option<Subscription>>;
-    /// Invoices of a subscription, newest first.
-    async fn invoices_of_subscription(
+pub trait CustomerData: Send + Sync + 'static {
+    /// The customer a subscription or invoice belongs to; `None` if it does not exist.
+    async fn owner(&self, of: Owned) -> StoreResult<Option<i64>>;
+    /// Customers by id, `limit` at a time, from the start or from `cursor` (a `next` this
+    /// backend returned; any other text is [`StoreError::BadCursor`]).
+    async fn customers(
         &self,
-        subscription_id: i64,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<CustomerSummary>>;
+    async fn customer(&self, customer: i64) -> StoreResult<Option<Customer>>;
+    async fn subscriptions(&self, customer: i64) -> StoreResult<Vec<Subscription>>;
+    async fn subscription(&self, customer: i64, id: i64) -> StoreResult<Option<Subscription>>;
+    /// Invoices of a subscription, newest first.
+    async fn invoices(
+        &self,
+        customer: i64,
+        subscription: i64,
         today: NaiveDate,
     ) -> StoreResult<Vec<Invoice>>;
-    async fn invoice(&self, id: i64, today: NaiveDate) -> StoreResult<Option<Invoice>>;
-    /// Payment attempts on an invoice, oldest first.
-    async fn payments_of_invoice(&self, invoice_id: i64) -> StoreResult<Vec<Payment>>;
-    /// Records a successful payment if it does not exceed the outstanding balance; the balance
-    /// check and the insert are one atomic step, so concurrent payments cannot overpay.
-    async fn pay_invoice(
+    async fn invoice(
         &self,
-        payment: NewPayment,
+        customer: i64,
+        id: i64,
         today: NaiveDate,
-    ) -> StoreResult<PaymentReceipt>;
+    ) -> StoreResult<Option<Invoice>>;
+    /// Payment attempts on an invoice, oldest first.
+    async fn payments(&self, customer: i64, invoice: i64) -> StoreResult<Vec<Payment>>;
     /// Daily usage of a subscription between two dates (inclusive), oldest first.
     async fn data_usage(
         &self,
-        subscription_id: i64,
+        customer: i64,
+        subscription: i64,
         from: NaiveDate,
         to: NaiveDate,
     ) -> StoreResult<Vec<DataUsage>>;
+    /// Security log of a customer, newest first, at most `limit` entries.
+    async fn security_logs(&self, customer: i64, limit: u32) -> StoreResult<Vec<SecurityLog>>;
+    /// Orders of a customer, newest first.
+    async fn orders(&self, customer: i64) -> StoreResult<Vec<Order>>;
+    /// Tickets of a customer, newest first; `open_only` keeps open and in-progress ones.
+    async fn tickets(&self, customer: i64, open_only: bool) -> StoreResult<Vec<SupportTicket>>;
+    /// Incidents on a subscription, newest first.
+    async fn incidents(
+        &self,
+        customer: i64,
+        subscription: i64,
+    ) -> StoreResult<Vec<ServiceIncident>>;
+
+    /// Reads the invoice, lets `decide` accept a payment on it, and records it, atomically:
+    /// concurrent payments are decided one after another on the balance each one leaves.
+    async fn pay_invoice(
+        &self,
+        customer: i64,
+        invoice: i64,
+        today: NaiveDate,
+        decide: &PaymentRule<'_>,
+    ) -> StoreResult<PaymentReceipt>;
+    /// Reads the subscription, lets `decide` accept a change, applies it atomically, and
+    /// returns the subscription after it.
+    async fn update_subscription(
+        &self,
+        customer: i64,
+        id: i64,
+        decide: &SubscriptionRule<'_>,
+    ) -> StoreResult<Subscription>;
+    /// Reads the latest lock or unlock event, lets `decide` accept the unlock, and writes its
+    /// log entry, atomically: of two concurrent unlocks of one lock, one is refused.
+    async fn unlock_account(
+        &self,
+        customer: i64,
+        decide: &UnlockRule<'_>,
+    ) -> StoreResult<UnlockReceipt>;
+    /// Opens the ticket `decide` makes, given the owner of the ticket's subscription (if it
+    /// names one) and a new id.
+    async fn create_ticket(
+        &self,
+        customer: i64,
+        subscription: Option<i64>,
+        decide: &TicketRule<'_>,
+    ) -> StoreResult<SupportTicket>;
+}
+
+/// The product catalogue and its promotions: small, read-mostly, the same for every customer.
+#[async_trait]
+pub trait CatalogData: Send + Sync + 'static {
     async fn promotions(&self) -> StoreResult<Vec<Promotion>>;
     async fn products(&self, category: Option<ProductCategory>) -> StoreResult<Vec<Product>>;
     async fn product(&self, id: i64) -> StoreResult<Option<Product>>;
-    /// Applies a non-empty update and returns the subscription after it.
-    async fn update_subscription(
-        &self,
-        id: i64,
-        update: SubscriptionUpdate,
-    ) -> StoreResult<Subscription>;
-    /// Security log of a customer, newest first, at most `limit` entries.
-    async fn security_logs(&self, customer_id: i64, limit: u32) -> StoreResult<Vec<SecurityLog>>;
-    /// Unlocks an account whose latest lock has not been lifted, writing the unlock to the log
-    /// with `description` (who unlocked it, and how).
-    async fn unlock_account(
-        &self,
-        customer_id: i64,
-        at: DateTime<Utc>,
-        description: &str,
-    ) -> StoreResult<UnlockReceipt>;
-    /// Orders of a customer, newest first.
-    async fn orders_of_customer(&self, customer_id: i64) -> StoreResult<Vec<Order>>;
-    /// Tickets of a customer, newest first.
-    async fn tickets_of_customer(
-        &self,
-        customer_id: i64,
-        open_only: bool,
-    ) -> StoreResult<Vec<SupportTicket>>;
-    async fn create_ticket(&self, ticket: NewTicket) -> StoreResult<SupportTicket>;
-    /// Incidents on a subscription, newest first.
-    async fn incidents_of_subscription(
-        &self,
-        subscription_id: i64,
-    ) -> StoreResult<Vec<ServiceIncident>>;
+}
+
+/// The knowledge base and the embeddings computed for it.
+#[async_trait]
+pub trait KnowledgeData: Send + Sync + 'static {
     async fn knowledge_documents(&self) -> StoreResult<Vec<KnowledgeDocument>>;
     /// Stored embeddings of knowledge documents for one model (document id, vector).
     async fn document_embeddings(&self, model: &str) -> StoreResult<Vec<(i64, Vec<f32>)>>;
@@ -176,4 +197,61 @@ pub trait Store: Send + Sync + 'static {
         model: &str,
         embeddings: &[(i64, Vec<f32>)],
     ) -> StoreResult<()>;
+}
+
+/// Loading a dataset: what the seed job and first start use.
+#[async_trait]
+pub trait SeedData: Send + Sync + 'static {
+    /// True when no customer is stored (a fresh database to seed).
+    async fn is_empty(&self) -> StoreResult<bool>;
+    /// Replaces everything with `data`.
+    async fn replace_all(&self, data: &Dataset) -> StoreResult<()>;
+}
+
+/// Which backend and database serve, and whether they answer.
+#[async_trait]
+pub trait StoreHealth: Send + Sync + 'static {
+    /// The backend's name (`sqlite`, `cosmos`), for `/readyz` and logs.
+    fn backend(&self) -> &'static str;
+    /// The database, as an operator names it (a file name, a Cosmos database name); never a
+    /// path or an endpoint URL, since `/readyz` shows it.
+    fn database(&self) -> String;
+    /// Succeeds when the backend answers a trivial request.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Every concern of the storage, from one backend.
+#[derive(Clone)]
+pub struct Storage {
+    pub customers: Arc<dyn CustomerData>,
+    pub catalog: Arc<dyn CatalogData>,
+    pub knowledge: Arc<dyn KnowledgeData>,
+    pub seeding: Arc<dyn SeedData>,
+    pub health: Arc<dyn StoreHealth>,
+}
+
+impl Storage {
+    /// Every concern served by one value of a backend type that implements them all.
+    pub fn of<B>(backend: B) -> Self
+    where
+        B: CustomerData + CatalogData + KnowledgeData + SeedData + StoreHealth,
+    {
+        let backend = Arc::new(backend);
+        Storage {
+            customers: backend.clone(),
+            catalog: backend.clone(),
+            knowledge: backend.clone(),
+            seeding: backend.clone(),
+            health: backend,
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.health.backend())
+            .field("database", &self.health.database())
+            .finish()
+    }
 }

@@ -2,7 +2,7 @@
 //! `isError: true` and a sentence a person (or a model) can act on, never as a protocol error,
 //! so an agent can read the problem and correct its call.
 
-use crate::{money::MoneyError, store::StoreError};
+use crate::{domain::writes::Refusal, money::MoneyError, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -57,14 +57,24 @@ impl From<StoreError> for ToolError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound { .. } => ToolError::NotFound(error.to_string()),
-            StoreError::Overpayment { .. }
-            | StoreError::AlreadyPaid { .. }
-            | StoreError::NotLocked { .. } => ToolError::Conflict(error.to_string()),
-            StoreError::Invalid(message) => ToolError::Invalid(message),
+            StoreError::Refused(refusal) => refusal.into(),
+            // The tools quote the cursor themselves; this is the fallback.
+            StoreError::BadCursor => ToolError::Invalid(error.to_string()),
             StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage backend failed");
                 ToolError::Internal
             }
+        }
+    }
+}
+
+impl From<Refusal> for ToolError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(message) => ToolError::Invalid(message),
+            Refusal::Overpayment { .. }
+            | Refusal::AlreadyPaid { .. }
+            | Refusal::NotLocked { .. } => ToolError::Conflict(refusal.to_string()),
         }
     }
 }

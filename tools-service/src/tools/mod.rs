@@ -51,11 +51,11 @@ use tokio_util::sync::CancellationToken;
 pub use error::ToolError;
 use outputs::Render;
 
-use crate::{search::KnowledgeIndex, store::Store, troubleshoot};
+use crate::{search::KnowledgeIndex, store::Storage, troubleshoot};
 
 /// What every tool call can reach.
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub storage: Storage,
     pub index: Arc<KnowledgeIndex>,
     /// Duration of each of the nine `trouble_shoot_device` steps.
     pub troubleshoot_step: Duration,
@@ -259,14 +259,14 @@ where
     Entry { tool, handler }
 }
 
-/// An entry whose operation needs only the store: `ops::name(store, params)`.
+/// An entry whose operation needs only the storage: `ops::name(storage, params)`.
 macro_rules! store_tool {
     ($name:literal, $description:literal, $annotations:expr, $params:ty, $op:path) => {
         entry(
             $name,
             $description,
             $annotations,
-            |s, a: $params, _| async move { $op(s.store.as_ref(), a).await },
+            |s, a: $params, _| async move { $op(&s.storage, a).await },
         )
     };
 }
@@ -327,7 +327,7 @@ impl Catalog {
                 "get_promotions",
                 "Every promotion with whether it is active, upcoming or expired today.",
                 read_only(),
-                |s, _: NoArgs, _| async move { ops::get_promotions(s.store.as_ref()).await },
+                |s, _: NoArgs, _| async move { ops::get_promotions(&s.storage).await },
             ),
             store_tool!(
                 "get_eligible_promotions",
@@ -398,7 +398,7 @@ impl Catalog {
                 "Unlock a customer's locked account after identity verification; recorded in the security log. Restricted to security staff.",
                 writes(false),
                 |s, a: p::CustomerId, ctx: CallContext| async move {
-                    ops::unlock_account(s.store.as_ref(), a, &ctx.identity).await
+                    ops::unlock_account(&s.storage, a, &ctx.identity).await
                 },
             ),
             store_tool!(
@@ -418,7 +418,7 @@ impl Catalog {
                         .as_ref()
                         .map(|p| p as &dyn troubleshoot::ProgressSink);
                     troubleshoot::run(
-                        s.store.as_ref(),
+                        &s.storage,
                         a.customer_id,
                         a.subscription_id,
                         a.device,

@@ -1,15 +1,20 @@
-//! What each tool does: validate the arguments, read or write through the [`Store`], and shape
+//! What each tool does: validate the arguments, read or write through the [`Storage`], and shape
 //! the typed output. Nothing here knows about MCP or HTTP, so every rule is testable directly.
+//! A subscription or invoice named alone is first resolved to its customer ([`owner`]); every
+//! read and write after that names the customer.
 
 use chrono::{NaiveDate, Utc};
 use shared::auth::Identity;
 
 use super::{ToolError, dates, outputs::*, params};
 use crate::{
-    domain::*,
+    domain::{
+        writes::{self, NewPayment, NewTicket, SubscriptionUpdate},
+        *,
+    },
     money::{Money, echo},
     search::KnowledgeIndex,
-    store::{NewPayment, NewTicket, Store, SubscriptionUpdate},
+    store::{Owned, Storage, StoreError},
 };
 
 type Result<T> = std::result::Result<T, ToolError>;
@@ -32,59 +37,58 @@ fn bounded(value: Option<u32>, default: u32, max: u32, field: &str) -> Result<u3
     }
 }
 
-async fn customer(store: &dyn Store, id: i64) -> Result<Customer> {
+async fn customer(store: &Storage, id: i64) -> Result<Customer> {
     store
+        .customers
         .customer(id)
         .await?
         .ok_or(ToolError::not_found("customer", id))
 }
 
-async fn subscription(store: &dyn Store, id: i64) -> Result<Subscription> {
+/// The customer `of` belongs to; not found if `of` does not exist.
+async fn owner(store: &Storage, of: Owned) -> Result<i64> {
     store
-        .subscription(id)
+        .customers
+        .owner(of)
         .await?
-        .ok_or(ToolError::not_found("subscription", id))
+        .ok_or_else(|| of.not_found().into())
 }
 
-/// Cursor format: `after:<last id>`. Opaque to callers, but readable in logs. Any `i64` after
-/// the prefix is a valid position (a negative one starts at the first customer, `i64::MAX`
-/// gives an empty page); anything else is refused, quoting at most its first 40 characters.
-pub async fn get_all_customers(
-    store: &dyn Store,
-    p: params::ListCustomers,
-) -> Result<CustomerPage> {
+/// A subscription named alone, and its customer.
+async fn subscription(store: &Storage, id: i64) -> Result<(i64, Subscription)> {
+    let of = Owned::Subscription(id);
+    let customer = owner(store, of).await?;
+    let subscription = store
+        .customers
+        .subscription(customer, id)
+        .await?
+        .ok_or_else(|| ToolError::from(of.not_found()))?;
+    Ok((customer, subscription))
+}
+
+/// The cursor is the store's own text; anything it did not hand out is refused, quoting at
+/// most its first 40 characters.
+pub async fn get_all_customers(store: &Storage, p: params::ListCustomers) -> Result<CustomerPage> {
     let limit = bounded(p.limit, DEFAULT_PAGE, MAX_PAGE, "limit")?;
-    let after = match p.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(cursor) => cursor
-            .strip_prefix("after:")
-            .and_then(|id| id.parse::<i64>().ok())
-            .ok_or_else(|| {
-                ToolError::invalid(format!(
-                    "cursor {:?} is not one this service returned; omit it to start from the first page",
-                    echo(cursor)
-                ))
-            })?,
-    };
-    let mut customers = store.customers_after(after, limit + 1).await?;
-    let next_cursor = if customers.len() > limit as usize {
-        customers.truncate(limit as usize);
-        customers.last().map(|c| format!("after:{}", c.id))
-    } else {
-        None
+    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
+    let page = match store.customers.customers(cursor, limit).await {
+        Err(StoreError::BadCursor) => {
+            return Err(ToolError::invalid(format!(
+                "cursor {:?} is not one this service returned; omit it to start from the first page",
+                echo(cursor.unwrap_or_default())
+            )));
+        }
+        page => page?,
     };
     Ok(CustomerPage {
-        customers,
-        next_cursor,
+        customers: page.items,
+        next_cursor: page.next,
     })
 }
 
-pub async fn get_customer_detail(
-    store: &dyn Store,
-    p: params::CustomerId,
-) -> Result<CustomerDetail> {
+pub async fn get_customer_detail(store: &Storage, p: params::CustomerId) -> Result<CustomerDetail> {
     let (customer, subscriptions) = tokio::try_join!(customer(store, p.customer_id), async {
-        Ok(store.subscriptions_of_customer(p.customer_id).await?)
+        Ok(store.customers.subscriptions(p.customer_id).await?)
     })?;
     Ok(CustomerDetail {
         customer,
@@ -93,23 +97,25 @@ pub async fn get_customer_detail(
 }
 
 pub async fn get_subscription_detail(
-    store: &dyn Store,
+    store: &Storage,
     p: params::SubscriptionId,
 ) -> Result<SubscriptionDetail> {
-    let subscription = subscription(store, p.subscription_id).await?;
+    let (customer, subscription) = subscription(store, p.subscription_id).await?;
     let (product, invoices, incidents) = tokio::try_join!(
         async {
             store
+                .catalog
                 .product(subscription.product_id)
                 .await?
                 .ok_or(ToolError::not_found("product", subscription.product_id))
         },
         async {
             Ok(store
-                .invoices_of_subscription(subscription.id, today())
+                .customers
+                .invoices(customer, subscription.id, today())
                 .await?)
         },
-        async { Ok(store.incidents_of_subscription(subscription.id).await?) },
+        async { Ok(store.customers.incidents(customer, subscription.id).await?) },
     )?;
     Ok(SubscriptionDetail {
         subscription,
@@ -120,35 +126,39 @@ pub async fn get_subscription_detail(
 }
 
 pub async fn get_invoice_payments(
-    store: &dyn Store,
+    store: &Storage,
     p: params::InvoiceId,
 ) -> Result<InvoicePayments> {
-    let invoice = store
-        .invoice(p.invoice_id, today())
-        .await?
-        .ok_or(ToolError::not_found("invoice", p.invoice_id))?;
-    let payments = store.payments_of_invoice(p.invoice_id).await?;
+    let of = Owned::Invoice(p.invoice_id);
+    let customer = owner(store, of).await?;
+    let (invoice, payments) = tokio::try_join!(
+        async {
+            store
+                .customers
+                .invoice(customer, p.invoice_id, today())
+                .await?
+                .ok_or_else(|| ToolError::from(of.not_found()))
+        },
+        async { Ok(store.customers.payments(customer, p.invoice_id).await?) },
+    )?;
     Ok(InvoicePayments { invoice, payments })
 }
 
-pub async fn pay_invoice(store: &dyn Store, p: params::PayInvoice) -> Result<PaymentResult> {
-    let amount = p.amount;
-    if !amount.is_positive() {
-        return Err(ToolError::invalid(format!(
-            "amount must be greater than zero, got {}",
-            amount.as_decimal()
-        )));
-    }
+pub async fn pay_invoice(store: &Storage, p: params::PayInvoice) -> Result<PaymentResult> {
+    let new = NewPayment {
+        invoice_id: p.invoice_id,
+        amount: p.amount,
+        method: p.method.unwrap_or(PaymentMethod::CreditCard),
+        paid_at: Utc::now(),
+    };
+    // What needs no state is refused before anything is read.
+    writes::payable(new.amount)?;
+    let customer = owner(store, Owned::Invoice(p.invoice_id)).await?;
     let receipt = store
-        .pay_invoice(
-            NewPayment {
-                invoice_id: p.invoice_id,
-                amount,
-                method: p.method.unwrap_or(PaymentMethod::CreditCard),
-                paid_at: Utc::now(),
-            },
-            today(),
-        )
+        .customers
+        .pay_invoice(customer, p.invoice_id, today(), &|invoice, id| {
+            writes::payment(invoice, &new, id)
+        })
         .await?;
     tracing::info!(
         invoice_id = p.invoice_id,
@@ -161,13 +171,13 @@ pub async fn pay_invoice(store: &dyn Store, p: params::PayInvoice) -> Result<Pay
     })
 }
 
-pub async fn get_data_usage(
-    store: &dyn Store,
-    p: params::DataUsageQuery,
-) -> Result<DataUsageReport> {
+pub async fn get_data_usage(store: &Storage, p: params::DataUsageQuery) -> Result<DataUsageReport> {
     let (start, end) = dates::usage_window(p.start_date, p.end_date, today())?;
-    let sub = subscription(store, p.subscription_id).await?;
-    let daily = store.data_usage(sub.id, start, end).await?;
+    let (customer, sub) = subscription(store, p.subscription_id).await?;
+    let daily = store
+        .customers
+        .data_usage(customer, sub.id, start, end)
+        .await?;
     // At most 366 stored rows; saturating keeps a corrupted row from panicking the sum.
     let total = |field: fn(&DataUsage) -> i64| {
         daily
@@ -197,9 +207,10 @@ fn view(promotion: Promotion, today: NaiveDate) -> PromotionView {
     PromotionView { promotion, state }
 }
 
-pub async fn get_promotions(store: &dyn Store) -> Result<Promotions> {
+pub async fn get_promotions(store: &Storage) -> Result<Promotions> {
     let today = today();
     let promotions = store
+        .catalog
         .promotions()
         .await?
         .into_iter()
@@ -211,14 +222,14 @@ pub async fn get_promotions(store: &dyn Store) -> Result<Promotions> {
 /// Eligible: running today, the customer's tier is at least the promotion's, and the promotion
 /// is for any product or for a product the customer subscribes to (not cancelled).
 pub async fn get_eligible_promotions(
-    store: &dyn Store,
+    store: &Storage,
     p: params::CustomerId,
 ) -> Result<EligiblePromotions> {
     let today = today();
     let (customer, subscriptions, promotions) = tokio::try_join!(
         customer(store, p.customer_id),
-        async { Ok(store.subscriptions_of_customer(p.customer_id).await?) },
-        async { Ok(store.promotions().await?) },
+        async { Ok(store.customers.subscriptions(p.customer_id).await?) },
+        async { Ok(store.catalog.promotions().await?) },
     )?;
     let products: Vec<i64> = subscriptions
         .iter()
@@ -278,12 +289,12 @@ pub async fn search_knowledge_base(
 }
 
 pub async fn get_security_logs(
-    store: &dyn Store,
+    store: &Storage,
     p: params::SecurityLogs,
 ) -> Result<SecurityLogReport> {
     let limit = bounded(p.limit, DEFAULT_PAGE, MAX_PAGE, "limit")?;
     customer(store, p.customer_id).await?;
-    let entries = store.security_logs(p.customer_id, limit).await?;
+    let entries = store.customers.security_logs(p.customer_id, limit).await?;
     let last_lock_event = entries.iter().find(|e| {
         matches!(
             e.event_type,
@@ -301,12 +312,9 @@ pub async fn get_security_logs(
     })
 }
 
-pub async fn get_customer_orders(
-    store: &dyn Store,
-    p: params::CustomerId,
-) -> Result<CustomerOrders> {
+pub async fn get_customer_orders(store: &Storage, p: params::CustomerId) -> Result<CustomerOrders> {
     customer(store, p.customer_id).await?;
-    let orders = store.orders_of_customer(p.customer_id).await?;
+    let orders = store.customers.orders(p.customer_id).await?;
     Ok(CustomerOrders {
         customer_id: p.customer_id,
         orders,
@@ -314,13 +322,11 @@ pub async fn get_customer_orders(
 }
 
 pub async fn get_support_tickets(
-    store: &dyn Store,
+    store: &Storage,
     p: params::SupportTickets,
 ) -> Result<SupportTickets> {
     customer(store, p.customer_id).await?;
-    let tickets = store
-        .tickets_of_customer(p.customer_id, p.open_only)
-        .await?;
+    let tickets = store.customers.tickets(p.customer_id, p.open_only).await?;
     Ok(SupportTickets {
         customer_id: p.customer_id,
         open_only: p.open_only,
@@ -354,39 +360,45 @@ pub(crate) fn text_field(value: String, field: &str, max: usize) -> Result<Strin
 }
 
 pub async fn create_support_ticket(
-    store: &dyn Store,
+    store: &Storage,
     p: params::CreateSupportTicket,
 ) -> Result<TicketCreated> {
     let subject = text_field(p.subject, "subject", 200)?;
     let description = text_field(p.description, "description", 4000)?;
+    let new = NewTicket {
+        customer_id: p.customer_id,
+        subscription_id: p.subscription_id,
+        category: p.category,
+        priority: p.priority.unwrap_or(TicketPriority::Normal),
+        subject,
+        description,
+        opened_at: Utc::now(),
+    };
     let ticket = store
-        .create_ticket(NewTicket {
-            customer_id: p.customer_id,
-            subscription_id: p.subscription_id,
-            category: p.category,
-            priority: p.priority.unwrap_or(TicketPriority::Normal),
-            subject,
-            description,
-            opened_at: Utc::now(),
+        .customers
+        .create_ticket(p.customer_id, p.subscription_id, &|owner, id| {
+            writes::ticket(new.clone(), owner, id)
         })
         .await?;
     tracing::info!(ticket_id = ticket.id, category = %ticket.category, "support ticket created");
     Ok(TicketCreated { ticket })
 }
 
-pub async fn get_products(store: &dyn Store, p: params::Products) -> Result<ProductList> {
+pub async fn get_products(store: &Storage, p: params::Products) -> Result<ProductList> {
     Ok(ProductList {
-        products: store.products(p.category).await?,
+        products: store.catalog.products(p.category).await?,
     })
 }
 
-pub async fn get_product_detail(store: &dyn Store, p: params::ProductId) -> Result<ProductDetail> {
+pub async fn get_product_detail(store: &Storage, p: params::ProductId) -> Result<ProductDetail> {
     let product = store
+        .catalog
         .product(p.product_id)
         .await?
         .ok_or(ToolError::not_found("product", p.product_id))?;
     let today = today();
     let active_promotions = store
+        .catalog
         .promotions()
         .await?
         .into_iter()
@@ -402,7 +414,7 @@ pub async fn get_product_detail(store: &dyn Store, p: params::ProductId) -> Resu
 }
 
 pub async fn update_subscription(
-    store: &dyn Store,
+    store: &Storage,
     p: params::UpdateSubscription,
 ) -> Result<SubscriptionUpdated> {
     let u = p.updates;
@@ -413,43 +425,46 @@ pub async fn update_subscription(
         autopay_enabled: u.autopay_enabled,
     };
     if update.is_empty() {
+        // The rule says why; nothing needs reading first.
         return Err(ToolError::invalid(
             "updates is empty; give at least one of product_id, status, roaming_enabled, autopay_enabled",
         ));
     }
-    let current = subscription(store, p.subscription_id).await?;
-    if let Some(product_id) = update.product_id {
-        let product = store
-            .product(product_id)
-            .await?
-            .ok_or(ToolError::not_found("product", product_id))?;
-        if product.category == ProductCategory::Addon {
-            return Err(ToolError::invalid(format!(
-                "product {product_id} ({}) is an add-on, not a plan; enable the feature instead (e.g. roaming_enabled)",
-                product.name
-            )));
-        }
-    }
-    if update.roaming_enabled == Some(true) && current.product_category == ProductCategory::Internet
-    {
-        return Err(ToolError::invalid(format!(
-            "subscription {} is a home internet line; roaming applies to mobile lines only",
-            current.id
-        )));
-    }
-    let subscription = store.update_subscription(p.subscription_id, update).await?;
+    let customer = owner(store, Owned::Subscription(p.subscription_id)).await?;
+    // The catalogue does not change while the service runs: the plan is read outside the
+    // subscription's atomic step.
+    let plan = match update.product_id {
+        None => None,
+        Some(product_id) => Some(
+            store
+                .catalog
+                .product(product_id)
+                .await?
+                .ok_or(ToolError::not_found("product", product_id))?,
+        ),
+    };
+    let subscription = store
+        .customers
+        .update_subscription(customer, p.subscription_id, &|current| {
+            writes::subscription_change(current, &update, plan.as_ref())
+        })
+        .await?;
     tracing::info!(subscription_id = subscription.id, "subscription updated");
     Ok(SubscriptionUpdated { subscription })
 }
 
 pub async fn unlock_account(
-    store: &dyn Store,
+    store: &Storage,
     p: params::CustomerId,
     by: &Identity,
 ) -> Result<AccountUnlocked> {
     let note = unlock_note(by);
+    let at = Utc::now();
     let receipt = store
-        .unlock_account(p.customer_id, Utc::now(), &note)
+        .customers
+        .unlock_account(p.customer_id, &|latest, id| {
+            writes::unlock(p.customer_id, latest, at, &note, id)
+        })
         .await?;
     tracing::info!(customer_id = p.customer_id, "account unlocked");
     Ok(AccountUnlocked {
@@ -478,18 +493,16 @@ fn median(mut amounts: Vec<Money>) -> Option<Money> {
     amounts.get(amounts.len() / 2).copied()
 }
 
-pub async fn get_billing_summary(
-    store: &dyn Store,
-    p: params::CustomerId,
-) -> Result<BillingSummary> {
+pub async fn get_billing_summary(store: &Storage, p: params::CustomerId) -> Result<BillingSummary> {
     let today = today();
-    let (customer, subscriptions) = tokio::try_join!(customer(store, p.customer_id), async {
-        Ok(store.subscriptions_of_customer(p.customer_id).await?)
+    let id = p.customer_id;
+    let (customer, subscriptions) = tokio::try_join!(customer(store, id), async {
+        Ok(store.customers.subscriptions(id).await?)
     },)?;
     let invoice_lists = futures::future::try_join_all(
         subscriptions
             .iter()
-            .map(|s| store.invoices_of_subscription(s.id, today)),
+            .map(|s| store.customers.invoices(id, s.id, today)),
     )
     .await?;
     let mut open_invoices = Vec::new();
@@ -516,7 +529,7 @@ pub async fn get_billing_summary(
     let payments: Vec<Payment> = futures::future::try_join_all(
         payment_invoices
             .iter()
-            .map(|&id| store.payments_of_invoice(id)),
+            .map(|&invoice| store.customers.payments(id, invoice)),
     )
     .await?
     .into_iter()

@@ -294,7 +294,7 @@ pub async fn first_subscription(client: &Client, customer_id: i64) -> i64 {
         json!({"customer_id": customer_id}),
     )
     .await;
-    detail["subscriptions"][0]["id"]
+    detail["subscriptions"][0]["subscription_id"]
         .as_i64()
         .unwrap_or_else(|| panic!("customer {customer_id} has no subscription"))
 }
@@ -307,7 +307,7 @@ pub async fn latest_invoice(client: &Client, customer_id: i64) -> i64 {
         json!({"customer_id": customer_id}),
     )
     .await;
-    billing["subscriptions"][0]["latest_invoice"]["id"]
+    billing["subscriptions"][0]["latest_invoice"]["invoice_id"]
         .as_i64()
         .unwrap_or_else(|| panic!("customer {customer_id} has no invoice"))
 }

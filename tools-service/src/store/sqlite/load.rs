@@ -2,7 +2,7 @@
 
 use sqlx::SqlitePool;
 
-use super::insert_ticket;
+use super::customers::{insert_payment, insert_security_log, insert_ticket};
 use crate::{money::Money, seed::Dataset, store::StoreResult};
 
 /// Replaces every row of every table with `data`; on error nothing changes.
@@ -94,18 +94,7 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         .await?;
     }
     for p in &data.payments {
-        sqlx::query(
-            "INSERT INTO payments (id, invoice_id, paid_at, amount_cents, method, status) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(p.id)
-        .bind(p.invoice_id)
-        .bind(p.paid_at)
-        .bind(p.amount.cents())
-        .bind(p.method.as_str())
-        .bind(p.status.as_str())
-        .execute(&mut *tx)
-        .await?;
+        insert_payment(&mut tx, p).await?;
     }
     for p in &data.promotions {
         sqlx::query(
@@ -124,17 +113,7 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         .await?;
     }
     for l in &data.security_logs {
-        sqlx::query(
-            "INSERT INTO security_logs (id, customer_id, event_type, occurred_at, description) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(l.id)
-        .bind(l.customer_id)
-        .bind(l.event_type.as_str())
-        .bind(l.occurred_at)
-        .bind(&l.description)
-        .execute(&mut *tx)
-        .await?;
+        insert_security_log(&mut tx, l).await?;
     }
     for o in &data.orders {
         sqlx::query(

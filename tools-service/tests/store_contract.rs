@@ -1,0 +1,468 @@
+//! The storage contract, asserted the same way on every backend: each test runs against every
+//! backend of [`backends`] (SQLite in a file; the Cosmos backend joins the list when it exists).
+//! A small hand-made data set makes every expectation exact: two customers, one line each, one
+//! $100.00 invoice each, the first customer's account locked.
+
+use std::sync::Arc;
+
+use chrono::{Days, TimeZone, Utc};
+use tools_service::{
+    domain::{
+        writes::{self, NewPayment, NewTicket, Refusal, SubscriptionUpdate},
+        *,
+    },
+    money::Money,
+    seed::{Dataset, InvoiceRow, SubscriptionRow, catalog},
+    store::{Owned, Storage, StoreError, sqlite::SqliteStore},
+};
+
+const ALICE: i64 = 1;
+const BOB: i64 = 2;
+/// Alice's line and its invoice; Bob's are these plus one.
+const LINE: i64 = 10;
+const INVOICE: i64 = 100;
+
+struct Backend {
+    name: &'static str,
+    storage: Storage,
+    _dir: tempfile::TempDir,
+}
+
+/// Every backend, each loaded with [`dataset`].
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("contract.db"))
+        .await
+        .expect("open");
+    let storage = Storage::of(store);
+    storage.seeding.replace_all(&dataset()).await.expect("load");
+    vec![Backend {
+        name: "sqlite",
+        storage,
+        _dir: dir,
+    }]
+}
+
+fn customer(id: i64, first_name: &str) -> Customer {
+    Customer {
+        id,
+        first_name: first_name.into(),
+        last_name: "Example".into(),
+        email: format!("{}@example.com", first_name.to_lowercase()),
+        phone: "+1 555 0100".into(),
+        address: "1 Main St".into(),
+        date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("date"),
+        loyalty_level: LoyaltyLevel::Gold,
+        joined_on: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).expect("date"),
+    }
+}
+
+fn dataset() -> Dataset {
+    let today = Utc::now().date_naive();
+    let mut data = Dataset {
+        customers: vec![customer(ALICE, "Alice"), customer(BOB, "Bob")],
+        products: catalog::products(),
+        promotions: catalog::promotions(today),
+        ..Dataset::default()
+    };
+    for (n, owner) in [ALICE, BOB].into_iter().enumerate() {
+        let n = n as i64;
+        data.subscriptions.push(SubscriptionRow {
+            id: LINE + n,
+            customer_id: owner,
+            product_id: catalog::MOBILE,
+            start_date: today - Days::new(400),
+            end_date: None,
+            status: SubscriptionStatus::Active,
+            service_status: ServiceStatus::Normal,
+            roaming_enabled: false,
+            autopay_enabled: true,
+            speed_tier: None,
+        });
+        data.invoices.push(InvoiceRow {
+            id: INVOICE + n,
+            subscription_id: LINE + n,
+            invoice_date: today - Days::new(5),
+            due_date: today + Days::new(10),
+            description: "This month".into(),
+            amount: Money::dollars(100),
+        });
+    }
+    data.security_logs.push(SecurityLog {
+        id: 1,
+        customer_id: ALICE,
+        event_type: SecurityEventType::AccountLocked,
+        occurred_at: Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("time"),
+        description: "Locked after five failed sign-ins".into(),
+    });
+    data
+}
+
+fn today() -> chrono::NaiveDate {
+    Utc::now().date_naive()
+}
+
+#[tokio::test]
+async fn a_subscription_or_invoice_resolves_to_its_customer() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        for (of, owner) in [
+            (Owned::Subscription(LINE), Some(ALICE)),
+            (Owned::Subscription(LINE + 1), Some(BOB)),
+            (Owned::Invoice(INVOICE + 1), Some(BOB)),
+            (Owned::Invoice(999), None),
+            (Owned::Subscription(-1), None),
+        ] {
+            assert_eq!(
+                c.owner(of).await.expect("owner"),
+                owner,
+                "{}: {of:?}",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn another_customers_records_are_not_found_under_a_customer() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        assert!(
+            c.subscription(BOB, LINE).await.expect("read").is_none(),
+            "{}",
+            b.name
+        );
+        assert!(
+            c.invoice(BOB, INVOICE, today())
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            c.invoices(BOB, LINE, today())
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        assert!(c.payments(BOB, INVOICE).await.expect("read").is_empty());
+        let own = c
+            .subscription(ALICE, LINE)
+            .await
+            .expect("read")
+            .expect("hers");
+        assert_eq!(
+            (own.customer_id, own.product_name.as_str()),
+            (ALICE, "Contoso Mobile 10GB")
+        );
+        let invoice = c
+            .invoice(ALICE, INVOICE, today())
+            .await
+            .expect("read")
+            .expect("hers");
+        assert_eq!(
+            (invoice.outstanding, invoice.status),
+            (Money::dollars(100), InvoiceStatus::Unpaid)
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_cover_every_customer_once_and_a_foreign_cursor_is_refused() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        let first = c.customers(None, 1).await.expect("page");
+        assert_eq!(
+            first.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [ALICE],
+            "{}",
+            b.name
+        );
+        let cursor = first.next.expect("a next page");
+        let second = c.customers(Some(&cursor), 1).await.expect("page");
+        assert_eq!(second.items.iter().map(|s| s.id).collect::<Vec<_>>(), [BOB]);
+        assert_eq!(second.next, None, "nothing after the last");
+        assert!(matches!(
+            c.customers(Some("page=2"), 1).await,
+            Err(StoreError::BadCursor)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_payments_are_decided_one_after_another_and_never_overpay() {
+    for b in backends().await {
+        let customers = b.storage.customers.clone();
+        // Forty payments of $3.00 on $100.00: 33 fit, the 34th would overpay by $2.00.
+        let attempts = (0..40).map(|_| {
+            let customers = customers.clone();
+            tokio::spawn(async move {
+                let new = NewPayment {
+                    invoice_id: INVOICE,
+                    amount: Money::dollars(3),
+                    method: PaymentMethod::DebitCard,
+                    paid_at: Utc::now(),
+                };
+                customers
+                    .pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
+                        writes::payment(invoice, &new, id)
+                    })
+                    .await
+            })
+        });
+        let outcomes: Vec<_> = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("no panic"))
+            .collect();
+        let receipts: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(receipts.len(), 33, "{}", b.name);
+        for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            assert!(
+                matches!(refused, StoreError::Refused(Refusal::Overpayment { outstanding, .. }) if *outstanding == Money::dollars(1)),
+                "{refused}"
+            );
+        }
+        let mut ids: Vec<i64> = receipts.iter().map(|r| r.payment.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 33, "every payment has its own id");
+        let invoice = customers
+            .invoice(ALICE, INVOICE, today())
+            .await
+            .expect("read")
+            .expect("hers");
+        assert_eq!(invoice.outstanding, Money::dollars(1));
+        assert_eq!(
+            customers
+                .payments(ALICE, INVOICE)
+                .await
+                .expect("read")
+                .len(),
+            33
+        );
+        // The receipt of the last payment shows what it left.
+        let least = receipts
+            .iter()
+            .map(|r| r.invoice.outstanding)
+            .min()
+            .expect("some");
+        assert_eq!(least, Money::dollars(1));
+    }
+}
+
+#[tokio::test]
+async fn a_refused_write_changes_nothing() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        let refused = c
+            .update_subscription(ALICE, LINE, &|_| Err(Refusal::Invalid("no".into())))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Refused(Refusal::Invalid(_)))),
+            "{}",
+            b.name
+        );
+        let line = c
+            .subscription(ALICE, LINE)
+            .await
+            .expect("read")
+            .expect("hers");
+        assert!(!line.roaming_enabled && line.autopay_enabled);
+        let too_much = NewPayment {
+            invoice_id: INVOICE,
+            amount: Money::dollars(101),
+            method: PaymentMethod::Paypal,
+            paid_at: Utc::now(),
+        };
+        let paid = c
+            .pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
+                writes::payment(invoice, &too_much, id)
+            })
+            .await;
+        assert!(matches!(
+            paid,
+            Err(StoreError::Refused(Refusal::Overpayment { .. }))
+        ));
+        assert!(c.payments(ALICE, INVOICE).await.expect("read").is_empty());
+        // A write under the wrong customer finds nothing to write.
+        let elsewhere = c
+            .pay_invoice(BOB, INVOICE, today(), &|invoice, id| {
+                writes::payment(invoice, &too_much, id)
+            })
+            .await;
+        assert!(matches!(
+            elsewhere,
+            Err(StoreError::NotFound {
+                entity: "invoice",
+                ..
+            })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_change_is_applied_with_its_new_plan() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        let plan = b
+            .storage
+            .catalog
+            .product(catalog::BUNDLE)
+            .await
+            .expect("read")
+            .expect("a plan");
+        let update = SubscriptionUpdate {
+            product_id: Some(plan.id),
+            roaming_enabled: Some(true),
+            ..SubscriptionUpdate::default()
+        };
+        let after = c
+            .update_subscription(ALICE, LINE, &|current| {
+                writes::subscription_change(current, &update, Some(&plan))
+            })
+            .await
+            .expect("changed");
+        assert_eq!(
+            (after.product_id, after.product_name.as_str()),
+            (plan.id, plan.name.as_str()),
+            "{}",
+            b.name
+        );
+        assert_eq!(after.monthly_fee, plan.monthly_fee);
+        assert!(
+            after.roaming_enabled && after.autopay_enabled,
+            "what was not named is kept"
+        );
+        assert_eq!(
+            c.subscription(ALICE, LINE).await.expect("read"),
+            Some(after)
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_two_concurrent_unlocks_one_is_refused() {
+    for b in backends().await {
+        let customers = b.storage.customers.clone();
+        let unlock = |by: &'static str| {
+            let customers = customers.clone();
+            tokio::spawn(async move {
+                let at = Utc::now();
+                customers
+                    .unlock_account(ALICE, &|latest, id| {
+                        writes::unlock(ALICE, latest, at, by, id)
+                    })
+                    .await
+            })
+        };
+        let (one, two) = tokio::join!(unlock("by one"), unlock("by two"));
+        let outcomes = [one.expect("no panic"), two.expect("no panic")];
+        let unlocked: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(unlocked.len(), 1, "{}: {outcomes:?}", b.name);
+        assert!(outcomes.iter().any(|o| matches!(
+            o,
+            Err(StoreError::Refused(Refusal::NotLocked {
+                customer_id: ALICE
+            }))
+        )));
+        let log = customers.security_logs(ALICE, 10).await.expect("read");
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            log[0], unlocked[0].unlocked,
+            "the unlock is the newest entry"
+        );
+        assert_ne!(log[0].id, log[1].id);
+        // Bob was never locked; unknown customers do not exist.
+        let at = Utc::now();
+        let bob = customers
+            .unlock_account(BOB, &|latest, id| writes::unlock(BOB, latest, at, "x", id))
+            .await;
+        assert!(matches!(
+            bob,
+            Err(StoreError::Refused(Refusal::NotLocked { .. }))
+        ));
+        let nobody = customers
+            .unlock_account(77, &|latest, id| writes::unlock(77, latest, at, "x", id))
+            .await;
+        assert!(matches!(
+            nobody,
+            Err(StoreError::NotFound {
+                entity: "customer",
+                id: 77
+            })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_tickets_get_their_own_ids_and_a_foreign_line_is_refused() {
+    for b in backends().await {
+        let customers = b.storage.customers.clone();
+        let new = Arc::new(NewTicket {
+            customer_id: BOB,
+            subscription_id: Some(LINE + 1),
+            category: TicketCategory::Internet,
+            priority: TicketPriority::High,
+            subject: "Slow".into(),
+            description: "Since Monday".into(),
+            opened_at: Utc::now(),
+        });
+        let opened = futures::future::join_all((0..12).map(|_| {
+            let (customers, new) = (customers.clone(), new.clone());
+            tokio::spawn(async move {
+                customers
+                    .create_ticket(BOB, new.subscription_id, &|owner, id| {
+                        writes::ticket((*new).clone(), owner, id)
+                    })
+                    .await
+            })
+        }))
+        .await;
+        let mut ids: Vec<i64> = opened
+            .into_iter()
+            .map(|t| t.expect("no panic").expect("opened").id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 12, "{}", b.name);
+        assert_eq!(customers.tickets(BOB, true).await.expect("read").len(), 12);
+        let foreign = NewTicket {
+            customer_id: ALICE,
+            ..(*new).clone()
+        };
+        let refused = customers
+            .create_ticket(ALICE, foreign.subscription_id, &|owner, id| {
+                writes::ticket(foreign.clone(), owner, id)
+            })
+            .await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::Refused(Refusal::Invalid(_)))
+        ));
+        assert!(
+            customers
+                .tickets(ALICE, false)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_names_the_backend_and_database_only() {
+    for b in backends().await {
+        let health = &b.storage.health;
+        health.ping().await.expect("answers");
+        assert_eq!(health.backend(), b.name);
+        let database = health.database();
+        assert!(
+            !database.contains('/') && !database.contains("://"),
+            "{database}"
+        );
+        assert!(!b.storage.seeding.is_empty().await.expect("read"));
+    }
+}
