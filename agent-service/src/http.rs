@@ -68,6 +68,9 @@ struct Readiness {
     model: String,
     /// `ok` or `unreachable`.
     memory: &'static str,
+    /// The memory's backend (`sqlite`, `cosmos`) and its database's name (never a path).
+    memory_backend: &'static str,
+    database: String,
     /// `ok`, `not_loaded` (JWT without keys yet), or `not_used` (a development mode).
     signing_keys: &'static str,
     /// Always `not_probed`: see [`readyz`].
@@ -100,6 +103,8 @@ async fn readyz(State(Ready { state, auth }): State<Ready>) -> impl IntoResponse
             None => crate::model::config::OFFLINE.to_owned(),
         },
         memory: if memory_ok { "ok" } else { "unreachable" },
+        memory_backend: state.memory.backend(),
+        database: state.memory.database(),
         signing_keys: match (jwt, keys_ok) {
             (false, _) => "not_used",
             (true, true) => "ok",

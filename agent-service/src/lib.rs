@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, Delegation, ValidConfig};
 
 use crate::{
-    memory::{ConversationStore, SqliteConversations},
+    memory::Memory,
     server::AppState,
     upstream::{
         PassThrough, TokenSource, ToolsClient,
@@ -84,15 +84,21 @@ pub async fn run(
     let tokens = token_source(&delegation, &mode, http.clone()).await?;
     let tools = ToolsClient::new(&config.mcp_server_uri, tokens, TOOLS_CONNECT_TIMEOUT)
         .with_context(|| format!("MCP_SERVER_URI {:?}", config.mcp_server_uri))?;
-    let sqlite = Arc::new(
-        SqliteConversations::open(&config.db_path, memory)
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the conversation memory at {} (DB_PATH)",
-                    config.db_path.display()
-                )
-            })?,
+    let Memory {
+        conversations: store,
+        sessions: session_store,
+    } = Memory::open_sqlite(&config.db_path, memory)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the conversation memory at {} (DB_PATH)",
+                config.db_path.display()
+            )
+        })?;
+    tracing::info!(
+        backend = store.backend(),
+        database = %store.database(),
+        "conversation memory open"
     );
     let sessions = if config.mcp_sessions {
         tracing::info!(
@@ -100,13 +106,12 @@ pub async fn run(
              which stands in for conversation_id"
         );
         Sessions::Legacy(LegacySessions {
-            store: sqlite.clone(),
+            store: session_store,
             live: live_sessions,
         })
     } else {
         Sessions::Stateless
     };
-    let store: Arc<dyn ConversationStore> = sqlite;
     // The audit trail, in DB_PATH beside the conversations.
     let audit = AuditLog::open_sqlite("agent-service", &config.db_path, &config.audit).await?;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {

@@ -18,9 +18,10 @@
 //! ([`PendingActions`], see [`pending`]), bound to the conversation, and expires after
 //! [`MemoryConfig::confirmation_ttl`].
 //!
-//! Storage sits behind [`ConversationStore`]; [`sqlite`] is the default backend. The trait is
-//! shaped for a document store too (Cosmos DB, partition key = tenant): every call names the
-//! tenant, and nothing joins across conversations.
+//! Storage sits behind [`ConversationStore`] and, for MCP sessions, [`LegacySessionStore`];
+//! [`Memory`] is both from one backend, opened by [`Memory::open_sqlite`] ([`sqlite`] is the
+//! default backend). The traits are shaped for a document store too (Cosmos DB, partition key =
+//! owner): every call names the owner, and nothing joins across conversations.
 
 mod id;
 pub mod pending;
@@ -31,6 +32,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::mcp::LegacySessionStore;
 use tokio_util::sync::CancellationToken;
 
 pub use id::{ConfirmationId, ConversationId, SessionKey};
@@ -270,6 +272,40 @@ pub trait ConversationStore: PendingActions + Send + Sync + fmt::Debug {
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> MemoryResult<()>;
+
+    /// The backend's name (`sqlite`, `cosmos`), for `/readyz` and logs.
+    fn backend(&self) -> &'static str;
+
+    /// The database, as an operator names it (a file name, a Cosmos database name); never a
+    /// path or an endpoint, since `/readyz` shows it.
+    fn database(&self) -> String;
+}
+
+/// The conversations and the MCP sessions' records, from one backend.
+#[derive(Clone)]
+pub struct Memory {
+    pub conversations: Arc<dyn ConversationStore>,
+    pub sessions: Arc<dyn LegacySessionStore>,
+}
+
+impl Memory {
+    /// The SQLite backend in the file at `path`.
+    pub async fn open_sqlite(path: &std::path::Path, config: MemoryConfig) -> MemoryResult<Self> {
+        let sqlite = Arc::new(SqliteConversations::open(path, config).await?);
+        Ok(Memory {
+            conversations: sqlite.clone(),
+            sessions: sqlite,
+        })
+    }
+}
+
+impl fmt::Debug for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memory")
+            .field("backend", &self.conversations.backend())
+            .field("database", &self.conversations.database())
+            .finish()
+    }
 }
 
 /// Runs [`ConversationStore::sweep`] and [`PendingActions::sweep_actions`] every `every` until `shutdown` is cancelled. Replicas may

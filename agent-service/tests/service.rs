@@ -352,6 +352,12 @@ async fn readiness_names_the_model_and_a_missing_token_is_refused() {
     // The kind of model and how inner calls are authorized, never where anything is.
     assert_eq!(ready["model"], "OpenAI-compatible", "{ready}");
     assert_eq!(ready["memory"], "ok", "{ready}");
+    assert_eq!(ready["memory_backend"], "sqlite", "{ready}");
+    let database = ready["database"].as_str().expect("a name");
+    assert!(
+        database.ends_with(".db") && !database.contains('/'),
+        "{ready}"
+    );
     assert_eq!(ready["signing_keys"], "ok", "{ready}");
     assert_eq!(ready["tools_service"], "not_probed", "{ready}");
     assert_eq!(ready["inner_calls"], "token_exchange", "{ready}");

@@ -36,6 +36,8 @@ const SWEEP_BATCH: i64 = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteConversations {
     pool: SqlitePool,
+    /// The database's file name, for `/readyz` (never its path).
+    name: String,
     config: MemoryConfig,
     /// Injected so tests can expire conversations without waiting.
     clock: Arc<dyn Clock>,
@@ -58,8 +60,13 @@ impl SqliteConversations {
         let pool = shared::sqlite::open_file(path, POOL_SIZE, &MIGRATOR)
             .await
             .map_err(backend)?;
+        let name = path.file_name().map_or_else(
+            || "agent.db".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         Ok(SqliteConversations {
             pool,
+            name,
             config,
             clock,
         })
@@ -328,6 +335,14 @@ impl ConversationStore for SqliteConversations {
     async fn ping(&self) -> MemoryResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn database(&self) -> String {
+        self.name.clone()
     }
 }
 
