@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     domain::*,
     store::Storage,
-    tools::{ToolError, outputs::Render},
+    tools::{ToolError, render::Render},
 };
 
 /// Where progress goes (MCP progress notifications in the server, a vector in tests).
@@ -106,7 +106,7 @@ pub async fn run(
     let total = STEPS.len() as u32;
     // The arguments are checked before anything is read: blank means "not given".
     let named_device = match device.filter(|d| !d.trim().is_empty()) {
-        Some(d) => Some(crate::tools::ops::text_field(d, "device", 200)?),
+        Some(d) => Some(crate::tools::common::text_field(d, "device", 200)?),
         None => None,
     };
     let customer = store

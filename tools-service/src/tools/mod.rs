@@ -7,8 +7,18 @@
 //!
 //! Each entry pairs a tool description (name, description, input and output schemas derived
 //! from the typed parameter and output structs, annotations) with a handler that parses the
-//! arguments into the parameter type, runs the operation in [`ops`], and renders the output both
-//! as structured content and as text. [`Catalog::call`] is that path, the one every call takes.
+//! arguments into the parameter type, runs the operation, and renders the output both as
+//! structured content and as text ([`render`]). [`Catalog::call`] is that path, the one every
+//! call takes.
+//!
+//! A tool lives in the file of its business area, which holds, for each of its tools, the
+//! parameters, the operation, the output and its rendering, and the catalogue entry:
+//! [`customers`], [`billing`], [`usage`], [`catalog`] (products and promotions), [`security`],
+//! [`support`], [`knowledge`] and [`troubleshooting`]; what several areas use is in [`common`].
+//! An operation is a function of the storage and its parameters that knows nothing about MCP or
+//! HTTP, so every rule is testable directly. A parameter struct's `JsonSchema` is what clients
+//! see as the tool's input schema, and unknown fields are refused so a typo is an error rather
+//! than an ignored filter; an output's `JsonSchema` is the tool's output schema.
 //!
 //! Arguments are decoded from the exact JSON text the caller sent ([`raw`]), so money is read
 //! digit for digit; every decoding and validation failure is a tool error. A handler that panics
@@ -19,12 +29,19 @@
 //! Every call, allowed or refused (unknown tool, missing role), is one event of the audit trail
 //! ([`shared::audit`]), with its caller, redacted arguments, outcome and duration.
 
+pub mod billing;
+pub mod catalog;
+pub mod common;
+pub mod customers;
 pub mod dates;
 pub mod error;
-pub mod ops;
-pub mod outputs;
-pub mod params;
+pub mod knowledge;
 pub mod raw;
+pub mod render;
+pub mod security;
+pub mod support;
+pub mod troubleshooting;
+pub mod usage;
 
 use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
@@ -49,7 +66,7 @@ use shared::{
 use tokio_util::sync::CancellationToken;
 
 pub use error::ToolError;
-use outputs::Render;
+use render::Render;
 
 use crate::{search::KnowledgeIndex, store::Storage, troubleshoot};
 
@@ -259,10 +276,10 @@ where
     Entry { tool, handler }
 }
 
-/// An entry whose operation needs only the storage: `ops::name(storage, params)`.
+/// An entry whose operation needs only the storage: `name(storage, params)`.
 macro_rules! store_tool {
     ($name:literal, $description:literal, $annotations:expr, $params:ty, $op:path) => {
-        entry(
+        $crate::tools::entry(
             $name,
             $description,
             $annotations,
@@ -270,6 +287,31 @@ macro_rules! store_tool {
         )
     };
 }
+use store_tool;
+
+/// The order of `tools/list`, which clients and tests see: the order the tools were added in,
+/// across the areas.
+const LISTED: [&str; 19] = [
+    "get_all_customers",
+    "get_customer_detail",
+    "get_subscription_detail",
+    "get_invoice_payments",
+    "pay_invoice",
+    "get_data_usage",
+    "get_promotions",
+    "get_eligible_promotions",
+    "search_knowledge_base",
+    "get_security_logs",
+    "get_customer_orders",
+    "get_support_tickets",
+    "create_support_ticket",
+    "get_products",
+    "get_product_detail",
+    "update_subscription",
+    "unlock_account",
+    "get_billing_summary",
+    "trouble_shoot_device",
+];
 
 /// The table of tools, built once per process.
 pub struct Catalog {
@@ -279,157 +321,24 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new() -> Self {
-        use params as p;
-        let entries = vec![
-            store_tool!(
-                "get_all_customers",
-                "List customers by id, a page at a time (limit 1-500, default 50). Pass next_cursor back as cursor for the next page.",
-                read_only(),
-                p::ListCustomers,
-                ops::get_all_customers
-            ),
-            store_tool!(
-                "get_customer_detail",
-                "A customer's profile (name, contact, loyalty level) and all their subscriptions.",
-                read_only(),
-                p::CustomerId,
-                ops::get_customer_detail
-            ),
-            store_tool!(
-                "get_subscription_detail",
-                "A subscription with its product, invoices (newest first) and service incidents.",
-                read_only(),
-                p::SubscriptionId,
-                ops::get_subscription_detail
-            ),
-            store_tool!(
-                "get_invoice_payments",
-                "An invoice with its balance and every payment attempt (successful and failed).",
-                read_only(),
-                p::InvoiceId,
-                ops::get_invoice_payments
-            ),
-            store_tool!(
-                "pay_invoice",
-                "Record a payment on an invoice. The amount must be positive, in whole cents, and not more than the outstanding balance.",
-                writes(false),
-                p::PayInvoice,
-                ops::pay_invoice
-            ),
-            store_tool!(
-                "get_data_usage",
-                "Daily data, voice and SMS usage of a subscription between two dates (default: the last 30 days); aggregate=true returns only the totals.",
-                read_only(),
-                p::DataUsageQuery,
-                ops::get_data_usage
-            ),
-            entry(
-                "get_promotions",
-                "Every promotion with whether it is active, upcoming or expired today.",
-                read_only(),
-                |s, _: NoArgs, _| async move { ops::get_promotions(&s.storage).await },
-            ),
-            store_tool!(
-                "get_eligible_promotions",
-                "Promotions a customer qualifies for today (loyalty level and subscribed products), and those they will qualify for once started.",
-                read_only(),
-                p::CustomerId,
-                ops::get_eligible_promotions
-            ),
-            entry(
-                "search_knowledge_base",
-                "Search the policy and procedure documents (billing, roaming, returns, troubleshooting, ...). Returns the best topk (1-20, default 3) documents in full.",
-                read_only(),
-                |s, a: p::SearchKnowledgeBase, _| async move {
-                    ops::search_knowledge_base(&s.index, a).await
-                },
-            ),
-            store_tool!(
-                "get_security_logs",
-                "A customer's security events (sign-ins, locks, unlocks), newest first, and whether the account is locked now.",
-                read_only(),
-                p::SecurityLogs,
-                ops::get_security_logs
-            ),
-            store_tool!(
-                "get_customer_orders",
-                "A customer's orders (devices, accessories), newest first, with status and return dates.",
-                read_only(),
-                p::CustomerId,
-                ops::get_customer_orders
-            ),
-            store_tool!(
-                "get_support_tickets",
-                "A customer's support tickets, newest first; open_only=true keeps open and in-progress ones.",
-                read_only(),
-                p::SupportTickets,
-                ops::get_support_tickets
-            ),
-            store_tool!(
-                "create_support_ticket",
-                "Open a support ticket for a customer (optionally about one of their subscriptions).",
-                writes(false),
-                p::CreateSupportTicket,
-                ops::create_support_ticket
-            ),
-            store_tool!(
-                "get_products",
-                "The product catalogue, optionally of one category (mobile, internet, bundle, addon).",
-                read_only(),
-                p::Products,
-                ops::get_products
-            ),
-            store_tool!(
-                "get_product_detail",
-                "One product with its price, data cap, overage rate and the promotions running on it.",
-                read_only(),
-                p::ProductId,
-                ops::get_product_detail
-            ),
-            store_tool!(
-                "update_subscription",
-                "Change a subscription: plan (product_id), status, roaming or autopay. Give at least one change.",
-                writes(true),
-                p::UpdateSubscription,
-                ops::update_subscription
-            ),
-            entry(
-                "unlock_account",
-                "Unlock a customer's locked account after identity verification; recorded in the security log. Restricted to security staff.",
-                writes(false),
-                |s, a: p::CustomerId, ctx: CallContext| async move {
-                    ops::unlock_account(&s.storage, a, &ctx.identity).await
-                },
-            ),
-            store_tool!(
-                "get_billing_summary",
-                "What a customer owes: total due, overdue amount, open invoices, each subscription's latest and usual invoice, failed payments.",
-                read_only(),
-                p::CustomerId,
-                ops::get_billing_summary
-            ),
-            entry(
-                "trouble_shoot_device",
-                "Run a remote diagnosis of a customer's line and device (takes about 45 seconds; reports progress). Returns the checks, a conclusion and recommended actions.",
-                read_only(),
-                |s, a: p::TroubleShootDevice, ctx: CallContext| async move {
-                    let progress = ctx
-                        .progress
-                        .as_ref()
-                        .map(|p| p as &dyn troubleshoot::ProgressSink);
-                    troubleshoot::run(
-                        &s.storage,
-                        a.customer_id,
-                        a.subscription_id,
-                        a.device,
-                        s.troubleshoot_step,
-                        progress,
-                        &ctx.cancel,
-                    )
-                    .await
-                },
-            ),
-        ];
+        let mut entries: Vec<Entry> = [
+            customers::entries(),
+            billing::entries(),
+            usage::entries(),
+            catalog::entries(),
+            security::entries(),
+            support::entries(),
+            knowledge::entries(),
+            troubleshooting::entries(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        entries.sort_by_key(|e| LISTED.iter().position(|&name| e.tool.name == name));
+        assert!(
+            entries.iter().map(|e| e.tool.name.as_ref()).eq(LISTED),
+            "LISTED names every tool the areas register, each once"
+        );
         let by_name = entries
             .iter()
             .enumerate()
