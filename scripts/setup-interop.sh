@@ -2,6 +2,8 @@
 # Installs the third-party MCP peers used by the interop tests into <repo>/.interop/ :
 #   .interop/venv   Python venv with the official `mcp` SDK   (pins: scripts/interop/requirements.txt)
 #   .interop/node   Node 22 + @modelcontextprotocol/conformance (pins: scripts/interop/package{,-lock}.json)
+#   .interop/cosmos-emulator  the Cosmos DB emulator the storage tests run the Cosmos backend on
+#                   (pins: scripts/cosmos-emulator/package{,-lock}.json; started by its launch.mjs)
 # Idempotent: each part is skipped when its stamp matches the committed pins and the tools still run.
 # Needs only python3 (>= 3.10), node (any, e.g. 20) and npm on PATH, plus access to PyPI and npm.
 set -euo pipefail
@@ -82,10 +84,33 @@ else
   node_ok || die "node $NODE_MAJOR / conformance did not install correctly into $NODE_DIR"
 fi
 
+# ---------------------------------------------------------------- Cosmos DB emulator
+EMU_PINS="$REPO/scripts/cosmos-emulator"
+EMU_DIR="$DEST/cosmos-emulator"
+emu_stamp="$(hash_of "$EMU_PINS/package.json" "$EMU_PINS/package-lock.json")"
+emu_pkg="$EMU_DIR/node_modules/@vercel/cosmosdb-server/package.json"
+want_emu="$(sed -n 's/.*"@vercel\/cosmosdb-server": *"\([^"]*\)".*/\1/p' "$EMU_PINS/package.json" | head -1)"
+emu_ok() {
+  [ "$(cat "$EMU_DIR/.stamp" 2>/dev/null)" = "$emu_stamp" ] && [ -f "$emu_pkg" ] &&
+    [ "$("$NODE22" -p "require('$emu_pkg').version" 2>/dev/null)" = "$want_emu" ]
+}
+if emu_ok; then
+  log "cosmos emulator up to date"
+else
+  mkdir -p "$EMU_DIR"
+  cp "$EMU_PINS/package.json" "$EMU_PINS/package-lock.json" "$EMU_DIR/"
+  log "npm ci in $EMU_DIR (@vercel/cosmosdb-server@$want_emu)"
+  # Nothing in its tree has an install script; refusing them keeps it that way.
+  (cd "$EMU_DIR" && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts) >&2
+  printf '%s\n' "$emu_stamp" >"$EMU_DIR/.stamp"
+  emu_ok || die "the Cosmos DB emulator did not install correctly into $EMU_DIR"
+fi
+
 conf_ver="$("$NODE22" -p "require('$NODE_DIR/node_modules/@modelcontextprotocol/conformance/package.json').version")"
 cat <<INFO
 interop peers ready:
   python      $VENV/bin/python   (mcp $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))'))
   node        $NODE22   ($("$NODE22" --version))
   conformance $NODE22 $CONF_JS   (@modelcontextprotocol/conformance $conf_ver)
+  cosmos      $NODE22 $EMU_PINS/launch.mjs   (@vercel/cosmosdb-server $want_emu in $EMU_DIR)
 INFO

@@ -1,11 +1,21 @@
 //! The storage contract, asserted the same way on every backend: each test runs against every
-//! backend of [`backends`] (SQLite in a file; the Cosmos backend joins the list when it exists).
+//! backend of [`backends`] (SQLite in a file, and Cosmos DB on a local emulator when one is
+//! installed; see `scripts/cosmos-emulator/README.md`).
 //! A small hand-made data set makes every expectation exact: two customers, one line each, one
 //! $100.00 invoice each, the first customer's account locked.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{Days, TimeZone, Utc};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tools_service::{
     domain::{
         writes::{self, NewPayment, NewTicket, Refusal, SubscriptionUpdate},
@@ -13,7 +23,11 @@ use tools_service::{
     },
     money::Money,
     seed::{Dataset, InvoiceRow, SubscriptionRow, catalog},
-    store::{Owned, Storage, StoreError, sqlite::SqliteStore},
+    store::{
+        Owned, Storage, StoreError,
+        cosmos::{CosmosConfig, CosmosStore},
+        sqlite::SqliteStore,
+    },
 };
 
 const ALICE: i64 = 1;
@@ -25,7 +39,10 @@ const INVOICE: i64 = 100;
 struct Backend {
     name: &'static str,
     storage: Storage,
-    _dir: tempfile::TempDir,
+    /// What the backend lives in, kept until the test ends: SQLite's directory, or the
+    /// emulator process of a Cosmos DB backend.
+    _dir: Option<tempfile::TempDir>,
+    _emulator: Option<tokio::process::Child>,
 }
 
 /// Every backend, each loaded with [`dataset`].
@@ -36,11 +53,94 @@ async fn backends() -> Vec<Backend> {
         .expect("open");
     let storage = Storage::of(store);
     storage.seeding.replace_all(&dataset()).await.expect("load");
-    vec![Backend {
+    let mut all = vec![Backend {
         name: "sqlite",
         storage,
-        _dir: dir,
-    }]
+        _dir: Some(dir),
+        _emulator: None,
+    }];
+    match emulator_package() {
+        Some(_) => all.push(cosmos().await),
+        None if std::env::var("REQUIRE_COSMOS_EMULATOR").as_deref() == Ok("1") => panic!(
+            "REQUIRE_COSMOS_EMULATOR=1 but the Cosmos DB emulator is not installed: run \
+             `npm ci --prefix scripts/cosmos-emulator` (see scripts/cosmos-emulator/README.md)"
+        ),
+        None => eprintln!(
+            "note: Cosmos DB emulator not installed, testing SQLite only \
+             (npm ci --prefix scripts/cosmos-emulator to add Cosmos DB)"
+        ),
+    }
+    all
+}
+
+/// The emulator's well-known key (the emulator accepts any; this one runs the signing path).
+const EMULATOR_KEY: &str =
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+const EMULATOR_PACKAGE: &str = "node_modules/@vercel/cosmosdb-server";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+}
+
+/// The emulator's package, where its launcher looks for it.
+fn emulator_package() -> Option<PathBuf> {
+    let root = repo_root();
+    std::env::var_os("COSMOS_EMULATOR_MODULES")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("scripts/cosmos-emulator"),
+            root.join(".interop/cosmos-emulator"),
+        ])
+        .map(|dir| dir.join(EMULATOR_PACKAGE))
+        .find(|package| package.is_dir())
+}
+
+/// A Cosmos DB backend on an emulator of its own, on a database of its own.
+async fn cosmos() -> Backend {
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    let mut emulator = tokio::process::Command::new("node")
+        .arg(repo_root().join("scripts/cosmos-emulator/launch.mjs"))
+        .args(["--port", "0"])
+        // The emulator exits when its stdin closes: when this child is dropped.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Cosmos DB emulator (node)");
+    let stdout = emulator.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("the emulator is ready within 20 s")
+    .expect("read the emulator's stdout");
+    let url = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("the emulator said {line:?}, not READY <url>"));
+    let config = CosmosConfig {
+        endpoint: format!("{}/", url.trim_end_matches('/')),
+        key: EMULATOR_KEY.to_owned(),
+        database: format!(
+            "contract-{}-{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let store = CosmosStore::open(&config).await.expect("open cosmos");
+    let storage = Storage::of(store);
+    storage.seeding.replace_all(&dataset()).await.expect("load");
+    Backend {
+        name: "cosmos",
+        storage,
+        _dir: None,
+        _emulator: Some(emulator),
+    }
 }
 
 fn customer(id: i64, first_name: &str) -> Customer {
@@ -464,5 +564,95 @@ async fn health_names_the_backend_and_database_only() {
             "{database}"
         );
         assert!(!b.storage.seeding.is_empty().await.expect("read"));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_changes_of_one_subscription_are_all_applied() {
+    // On Cosmos DB the two writers of each round read the same ETag: one of them meets a
+    // conflict (412) and decides again on what the other wrote.
+    for b in backends().await {
+        let customers = b.storage.customers.clone();
+        for round in 0..10 {
+            let change = |update: SubscriptionUpdate| {
+                let customers = customers.clone();
+                tokio::spawn(async move {
+                    customers
+                        .update_subscription(ALICE, LINE, &|current| {
+                            writes::subscription_change(current, &update, None)
+                        })
+                        .await
+                })
+            };
+            let roaming = round % 2 == 0;
+            let (one, two) = tokio::join!(
+                change(SubscriptionUpdate {
+                    roaming_enabled: Some(roaming),
+                    ..SubscriptionUpdate::default()
+                }),
+                change(SubscriptionUpdate {
+                    autopay_enabled: Some(!roaming),
+                    ..SubscriptionUpdate::default()
+                })
+            );
+            one.expect("no panic").expect("changed");
+            two.expect("no panic").expect("changed");
+            let line = customers
+                .subscription(ALICE, LINE)
+                .await
+                .expect("read")
+                .expect("hers");
+            assert_eq!(
+                (line.roaming_enabled, line.autopay_enabled),
+                (roaming, !roaming),
+                "{}: round {round}",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn seeding_again_replaces_what_was_written() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        let pay = |cents| NewPayment {
+            invoice_id: INVOICE,
+            amount: Money::from_cents(cents),
+            method: PaymentMethod::CreditCard,
+            paid_at: Utc::now(),
+        };
+        c.pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
+            writes::payment(invoice, &pay(500), id)
+        })
+        .await
+        .expect("paid");
+        b.storage
+            .seeding
+            .replace_all(&dataset())
+            .await
+            .expect("reload");
+        assert!(
+            c.payments(ALICE, INVOICE).await.expect("read").is_empty(),
+            "{}",
+            b.name
+        );
+        let invoice = c
+            .invoice(ALICE, INVOICE, today())
+            .await
+            .expect("read")
+            .expect("hers");
+        assert_eq!(invoice.outstanding, Money::dollars(100));
+        let again = c
+            .pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
+                writes::payment(invoice, &pay(700), id)
+            })
+            .await
+            .expect("paid");
+        assert_eq!(again.invoice.outstanding, Money::from_cents(9300));
+        assert_eq!(
+            c.payments(ALICE, INVOICE).await.expect("read"),
+            [again.payment]
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! - The product catalogue ([`CatalogData`]), the knowledge base with its embeddings
 //!   ([`KnowledgeData`]) and seeding ([`SeedData`]) are separate concerns with their own traits.
 
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 pub mod sqlite;
 
 use std::sync::Arc;
