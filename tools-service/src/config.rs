@@ -8,10 +8,13 @@ use shared::{
     audit::{AuditArgs, ServiceCommand},
     auth::{AuthArgs, config::AuthPlan},
     config::{
-        AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
+        AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, Secret, TelemetryArgs,
+        boolish,
     },
     http::{Bounds, ServeLimits},
 };
+
+use crate::store::StorageConfig;
 
 /// Contoso tools service: the telecom's customer-service operations as MCP tools.
 #[derive(Debug, Clone, Parser)]
@@ -21,9 +24,29 @@ pub struct Config {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8001")]
     pub bind_addr: SocketAddr,
 
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing): the data, and the audit trail. With
+    /// USE_COSMOSDB it holds only the audit trail.
     #[arg(long, env = "DB_PATH", default_value = "data/contoso.db")]
     pub db_path: PathBuf,
+
+    /// Keep the data in Azure Cosmos DB (COSMOSDB_ENDPOINT, COSMOS_DATABASE_NAME) instead of
+    /// the SQLite file DB_PATH.
+    #[arg(long, env = "USE_COSMOSDB", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub use_cosmosdb: bool,
+
+    /// The Cosmos DB account endpoint, e.g. `https://<account>.documents.azure.com:443/`
+    /// (plain http:// only to a loopback emulator).
+    #[arg(long, env = "COSMOSDB_ENDPOINT")]
+    pub cosmosdb_endpoint: Option<String>,
+
+    /// The database in the Cosmos DB account; it and its containers are created when missing.
+    #[arg(long, env = "COSMOS_DATABASE_NAME", default_value = "contoso")]
+    pub cosmos_database_name: String,
+
+    /// The Cosmos DB account key (the emulator, development). Required with USE_COSMOSDB for
+    /// now: authentication with an Entra identity is not built yet.
+    #[arg(long, env = "COSMOSDB_KEY")]
+    pub cosmosdb_key: Option<Secret>,
 
     /// Fill an empty database with the generated demo data at start.
     #[arg(long, env = "SEED_ON_STARTUP", default_value_t = true, action = ArgAction::Set, value_parser = boolish())]
@@ -93,6 +116,8 @@ pub struct ValidConfig {
     pub auth: AuthPlan,
     /// The serving bounds (body, headers, timeouts, connections) from [`Config::serve`].
     pub bounds: Bounds,
+    /// Where the data is kept.
+    pub storage: StorageConfig,
 }
 
 /// The embedding deployment knowledge-base search uses.
@@ -119,11 +144,71 @@ impl Config {
     pub fn into_valid(self) -> Result<ValidConfig, ConfigError> {
         let auth = self.validate()?;
         let bounds = self.serve.validate(DEFAULT_REQUEST_TIMEOUT)?;
+        let storage = self.storage()?;
         Ok(ValidConfig {
             config: self,
             auth,
             bounds,
+            storage,
         })
+    }
+
+    /// The storage the settings choose: SQLite at DB_PATH, or Cosmos DB with USE_COSMOSDB.
+    pub fn storage(&self) -> Result<StorageConfig, ConfigError> {
+        if !self.use_cosmosdb {
+            return Ok(StorageConfig::Sqlite {
+                path: self.db_path.clone(),
+            });
+        }
+        self.cosmos()
+    }
+
+    #[cfg(not(feature = "cosmos"))]
+    fn cosmos(&self) -> Result<StorageConfig, ConfigError> {
+        Err(ConfigError::new(
+            "USE_COSMOSDB",
+            "this build has no Cosmos DB backend (build tools-service with the cosmos feature)",
+        ))
+    }
+
+    #[cfg(feature = "cosmos")]
+    fn cosmos(&self) -> Result<StorageConfig, ConfigError> {
+        let endpoint = match self.cosmosdb_endpoint.as_deref().map(str::trim) {
+            Some(endpoint) if !endpoint.is_empty() => endpoint.to_owned(),
+            _ => {
+                return Err(ConfigError::new(
+                    "COSMOSDB_ENDPOINT",
+                    "missing with USE_COSMOSDB=true; e.g. https://<account>.documents.azure.com:443/",
+                ));
+            }
+        };
+        shared::auth::jwks::check_secure_url(&endpoint)
+            .map_err(|e| ConfigError::new("COSMOSDB_ENDPOINT", e))?;
+        let database = self.cosmos_database_name.trim();
+        // Cosmos DB ids: 1 to 255 characters, none of / \ ? #.
+        if database.is_empty()
+            || database.chars().count() > 255
+            || database.contains(['/', '\\', '?', '#'])
+        {
+            return Err(ConfigError::new(
+                "COSMOS_DATABASE_NAME",
+                format!(
+                    "{database:?} is not a Cosmos DB database name: 1 to 255 characters, none of / \\ ? #"
+                ),
+            ));
+        }
+        let key = self.cosmosdb_key.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "COSMOSDB_KEY",
+                "required with USE_COSMOSDB=true: authentication to Cosmos DB with an Entra \
+                 identity is not built yet",
+            )
+        })?;
+        Ok(StorageConfig::Cosmos(crate::store::cosmos::CosmosConfig {
+            endpoint,
+            key: key.expose().to_owned(),
+            database: database.to_owned(),
+        }))
     }
 
     /// Checks the settings that parse but do not make sense together, and returns the
@@ -264,6 +349,46 @@ mod tests {
                 .variable,
             "SEED_CUSTOMER_COUNT"
         );
+    }
+
+    #[test]
+    fn cosmos_settings_are_checked_and_name_what_to_fix() {
+        let refused = |args: &[&str]| {
+            let mut all = vec!["--use-cosmosdb", "true"];
+            all.extend_from_slice(args);
+            parse(&all).storage().expect_err("refused").variable
+        };
+        assert_eq!(refused(&[]), "COSMOSDB_ENDPOINT");
+        let remote = ["--cosmosdb-endpoint", "http://cosmos.example.com:8081/"];
+        assert_eq!(refused(&remote), "COSMOSDB_ENDPOINT");
+        let endpoint = [
+            "--cosmosdb-endpoint",
+            "https://contoso.documents.azure.com:443/",
+        ];
+        assert_eq!(refused(&endpoint), "COSMOSDB_KEY");
+        let bad_name = [
+            &endpoint[..],
+            &["--cosmosdb-key", "k", "--cosmos-database-name", "a/b"],
+        ]
+        .concat();
+        assert_eq!(refused(&bad_name), "COSMOS_DATABASE_NAME");
+        let good = [&endpoint[..], &["--cosmosdb-key", "secret-key"]].concat();
+        let mut all = vec!["--use-cosmosdb", "true"];
+        all.extend_from_slice(&good);
+        let storage = parse(&all).storage().expect("valid");
+        let described = format!("{storage:?} {}", storage.describe());
+        assert!(
+            described.contains("contoso.documents.azure.com"),
+            "{described}"
+        );
+        assert!(
+            !described.contains("secret-key"),
+            "the key is never shown: {described}"
+        );
+        assert!(matches!(
+            parse(&[]).storage().expect("valid"),
+            StorageConfig::Sqlite { .. }
+        ));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use config::{Config, ValidConfig};
 
 use crate::{
     search::{AzureOpenAiEmbedder, Embedder, KnowledgeIndex},
-    store::{SeedData, Storage, sqlite::SqliteStore},
+    store::SeedData,
     tools::AppState,
 };
 
@@ -48,18 +48,17 @@ pub async fn run(
         config,
         auth: plan,
         bounds,
+        storage,
     } = valid;
     // Reach the token issuer before touching the database: an unreachable issuer is a
     // configuration error, and nothing should be created or seeded for a service that won't run.
     let mode = plan
         .build(reqwest::Client::new(), &listener.local_addr())
         .await?;
-    let storage = Storage::of(SqliteStore::open(&config.db_path).await.with_context(|| {
-        format!(
-            "opening the database at {} (DB_PATH)",
-            config.db_path.display()
-        )
-    })?);
+    let storage = storage
+        .open()
+        .await
+        .with_context(|| format!("opening {}", storage.describe()))?;
     tracing::info!(
         backend = storage.health.backend(),
         database = %storage.health.database(),

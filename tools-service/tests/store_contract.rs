@@ -4,18 +4,12 @@
 //! A small hand-made data set makes every expectation exact: two customers, one line each, one
 //! $100.00 invoice each, the first customer's account locked.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+mod common;
+
+use std::sync::Arc;
 
 use chrono::{Days, TimeZone, Utc};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::cosmos::{self, Emulator};
 use tools_service::{
     domain::{
         writes::{self, NewPayment, NewTicket, Refusal, SubscriptionUpdate},
@@ -42,7 +36,7 @@ struct Backend {
     /// What the backend lives in, kept until the test ends: SQLite's directory, or the
     /// emulator process of a Cosmos DB backend.
     _dir: Option<tempfile::TempDir>,
-    _emulator: Option<tokio::process::Child>,
+    _emulator: Option<Emulator>,
 }
 
 /// Every backend, each loaded with [`dataset`].
@@ -59,78 +53,19 @@ async fn backends() -> Vec<Backend> {
         _dir: Some(dir),
         _emulator: None,
     }];
-    match emulator_package() {
-        Some(_) => all.push(cosmos().await),
-        None if std::env::var("REQUIRE_COSMOS_EMULATOR").as_deref() == Ok("1") => panic!(
-            "REQUIRE_COSMOS_EMULATOR=1 but the Cosmos DB emulator is not installed: run \
-             `npm ci --prefix scripts/cosmos-emulator` (see scripts/cosmos-emulator/README.md)"
-        ),
-        None => eprintln!(
-            "note: Cosmos DB emulator not installed, testing SQLite only \
-             (npm ci --prefix scripts/cosmos-emulator to add Cosmos DB)"
-        ),
+    if cosmos::installed() {
+        all.push(cosmos().await);
     }
     all
 }
 
-/// The emulator's well-known key (the emulator accepts any; this one runs the signing path).
-const EMULATOR_KEY: &str =
-    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
-const EMULATOR_PACKAGE: &str = "node_modules/@vercel/cosmosdb-server";
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-}
-
-/// The emulator's package, where its launcher looks for it.
-fn emulator_package() -> Option<PathBuf> {
-    let root = repo_root();
-    std::env::var_os("COSMOS_EMULATOR_MODULES")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            root.join("scripts/cosmos-emulator"),
-            root.join(".interop/cosmos-emulator"),
-        ])
-        .map(|dir| dir.join(EMULATOR_PACKAGE))
-        .find(|package| package.is_dir())
-}
-
 /// A Cosmos DB backend on an emulator of its own, on a database of its own.
 async fn cosmos() -> Backend {
-    static DATABASES: AtomicU32 = AtomicU32::new(0);
-    let mut emulator = tokio::process::Command::new("node")
-        .arg(repo_root().join("scripts/cosmos-emulator/launch.mjs"))
-        .args(["--port", "0"])
-        // The emulator exits when its stdin closes: when this child is dropped.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the Cosmos DB emulator (node)");
-    let stdout = emulator.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("the emulator is ready within 20 s")
-    .expect("read the emulator's stdout");
-    let url = line
-        .trim()
-        .strip_prefix("READY ")
-        .unwrap_or_else(|| panic!("the emulator said {line:?}, not READY <url>"));
+    let emulator = Emulator::start().await;
     let config = CosmosConfig {
-        endpoint: format!("{}/", url.trim_end_matches('/')),
-        key: EMULATOR_KEY.to_owned(),
-        database: format!(
-            "contract-{}-{}",
-            std::process::id(),
-            DATABASES.fetch_add(1, Ordering::Relaxed)
-        ),
+        endpoint: emulator.endpoint.clone(),
+        key: cosmos::EMULATOR_KEY.to_owned(),
+        database: cosmos::database("contract"),
     };
     let store = CosmosStore::open(&config).await.expect("open cosmos");
     let storage = Storage::of(store);

@@ -249,6 +249,41 @@ impl Storage {
     }
 }
 
+/// Which backend holds the data, as configured (`DB_PATH`, or `USE_COSMOSDB` and its settings).
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Sqlite {
+        path: std::path::PathBuf,
+    },
+    #[cfg(feature = "cosmos")]
+    Cosmos(cosmos::CosmosConfig),
+}
+
+impl StorageConfig {
+    /// Opens the backend (creating its database and schema or containers when missing).
+    pub async fn open(&self) -> StoreResult<Storage> {
+        Ok(match self {
+            StorageConfig::Sqlite { path } => Storage::of(sqlite::SqliteStore::open(path).await?),
+            #[cfg(feature = "cosmos")]
+            StorageConfig::Cosmos(config) => Storage::of(cosmos::CosmosStore::open(config).await?),
+        })
+    }
+
+    /// Where the data is, in the words of its settings, for an operator's error message.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::Sqlite { path } => {
+                format!("the SQLite database at {} (DB_PATH)", path.display())
+            }
+            #[cfg(feature = "cosmos")]
+            StorageConfig::Cosmos(config) => format!(
+                "the Cosmos DB database {} at {} (COSMOS_DATABASE_NAME, COSMOSDB_ENDPOINT)",
+                config.database, config.endpoint
+            ),
+        }
+    }
+}
+
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")

@@ -1,0 +1,97 @@
+//! A Cosmos DB emulator for a test: `scripts/cosmos-emulator/launch.mjs` (the package patched
+//! where it differs from the service), started on a free port and stopped when dropped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The emulator's well-known key (the emulator accepts any; this one runs the signing path).
+pub const EMULATOR_KEY: &str =
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+const EMULATOR_PACKAGE: &str = "node_modules/@vercel/cosmosdb-server";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+}
+
+/// Whether the emulator is installed where its launcher looks for it. When it is not, a test
+/// skips its Cosmos half with a note, unless `REQUIRE_COSMOS_EMULATOR=1` (the test command)
+/// makes that a failure.
+pub fn installed() -> bool {
+    let root = repo_root();
+    let found = std::env::var_os("COSMOS_EMULATOR_MODULES")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("scripts/cosmos-emulator"),
+            root.join(".interop/cosmos-emulator"),
+        ])
+        .any(|dir| dir.join(EMULATOR_PACKAGE).is_dir());
+    if !found {
+        assert_ne!(
+            std::env::var("REQUIRE_COSMOS_EMULATOR").as_deref(),
+            Ok("1"),
+            "REQUIRE_COSMOS_EMULATOR=1 but the Cosmos DB emulator is not installed: run \
+             scripts/setup-interop.sh (or npm ci --prefix scripts/cosmos-emulator)"
+        );
+        eprintln!(
+            "note: Cosmos DB emulator not installed, its half of this test is skipped \
+             (scripts/setup-interop.sh installs it)"
+        );
+    }
+    found
+}
+
+/// A running emulator; it exits when this is dropped (its stdin closes).
+pub struct Emulator {
+    /// The account endpoint, e.g. `http://127.0.0.1:40131/`.
+    pub endpoint: String,
+    _child: tokio::process::Child,
+}
+
+impl Emulator {
+    pub async fn start() -> Emulator {
+        let mut child = tokio::process::Command::new("node")
+            .arg(repo_root().join("scripts/cosmos-emulator/launch.mjs"))
+            .args(["--port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the Cosmos DB emulator (node)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("the emulator is ready within 20 s")
+        .expect("read the emulator's stdout");
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("the emulator said {line:?}, not READY <url>"));
+        Emulator {
+            endpoint: format!("{}/", url.trim_end_matches('/')),
+            _child: child,
+        }
+    }
+}
+
+/// A database name no other test of this process uses.
+pub fn database(prefix: &str) -> String {
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::Relaxed)
+    )
+}
