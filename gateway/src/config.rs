@@ -308,6 +308,8 @@ impl RawConfig {
             // The root has the path "."; call it what it is.
             let key = match e.path().to_string() {
                 root if root == "." => "toml".to_owned(),
+                // An empty key (`'' = 1`, unknown) has an empty path: name it as TOML spells it.
+                empty if empty.is_empty() => "\"\"".to_owned(),
                 path => path,
             };
             if key == "auth.audiences" {
@@ -1082,6 +1084,9 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
             "auth.issuer",
             "not an http",
         );
+        // Found by the fuzzer: an unknown key spelled as the empty string is still named.
+        let e = Config::from_toml("''='&'").expect_err("refused");
+        assert_eq!(e.key, "\"\"");
         assert_error(
             &with("\"http://127.0.0.1:4444/\"", "\"http://idp.example.com\""),
             "auth.issuer",
