@@ -120,6 +120,10 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Below the services' own idle keep-alive timeout (75 s by default), with room for a clock tick:
 /// a pooled connection must be dropped here before the backend closes it under a new request.
 pub const MAX_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 70_000;
+/// An MCP request body is a few kilobytes; a client still sending one after this long is
+/// holding a connection (here and upstream), not sending.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_BODY_READ_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 5_000;
 /// Probing more often than this is load, not information.
 pub const MIN_HEALTH_CHECK_INTERVAL_MS: u64 = 100;
@@ -152,6 +156,7 @@ pub struct RawServer {
     pub max_header_bytes: Option<u64>,
     pub max_headers: Option<u64>,
     pub upstream_idle_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -210,6 +215,10 @@ pub struct ServerConfig {
     /// How long an idle upstream connection stays in the pool: shorter than the backends' own
     /// keep-alive timeout, so the gateway never reuses a connection the backend is closing.
     pub upstream_idle_timeout: Duration,
+    /// How long a request body may take to arrive in full, from the end of its head: a body
+    /// trickled a byte at a time would otherwise hold a client and an upstream connection for
+    /// as long as each read stays under the per-read timeout.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -221,6 +230,7 @@ impl Default for ServerConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES as usize,
             max_headers: DEFAULT_MAX_HEADERS as usize,
             upstream_idle_timeout: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
         }
     }
 }
@@ -478,6 +488,13 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         MAX_UPSTREAM_IDLE_TIMEOUT_MS,
         " (pooled connections must close before the backends' 75 s idle timeout does)",
     )?;
+    let body_read_timeout = millis(
+        "server.body_read_timeout_ms",
+        raw.body_read_timeout_ms
+            .unwrap_or(DEFAULT_BODY_READ_TIMEOUT_MS),
+        MAX_BODY_READ_TIMEOUT_MS,
+        "",
+    )?;
     Ok(ServerConfig {
         header_read_timeout,
         idle_timeout,
@@ -485,6 +502,7 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         max_header_bytes,
         max_headers,
         upstream_idle_timeout,
+        body_read_timeout,
     })
 }
 
@@ -1432,6 +1450,7 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
         assert_eq!(config.server.max_header_bytes, 32 * 1024);
         assert_eq!(config.server.max_headers, 100);
         assert_eq!(config.server.upstream_idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.server.body_read_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -1439,7 +1458,8 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
         let text = with(
             "[auth]",
             "[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 400\nmax_connections = 2\n\
-             max_header_bytes = 4096\nmax_headers = 20\nupstream_idle_timeout_ms = 5000\n[auth]",
+             max_header_bytes = 4096\nmax_headers = 20\nupstream_idle_timeout_ms = 5000\n\
+             body_read_timeout_ms = 700\n[auth]",
         );
         let server = Config::from_toml(&text).expect("valid").server;
         assert_eq!(
@@ -1451,6 +1471,7 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
                 max_header_bytes: 4096,
                 max_headers: 20,
                 upstream_idle_timeout: Duration::from_secs(5),
+                body_read_timeout: Duration::from_millis(700),
             }
         );
     }
@@ -1473,6 +1494,7 @@ apim_backend_url = "https://contoso-tools.example.azurecontainerapps.io/""#,
             ("max_headers = 0", "header fields from 1 to 256"),
             ("max_headers = 300", "header fields from 1 to 256"),
             ("upstream_idle_timeout_ms = 80000", "75 s"),
+            ("body_read_timeout_ms = 0", "from 1 to 600000"),
         ];
         for (line, fragment) in cases {
             let key = format!("server.{}", line.split(' ').next().expect("a key"));

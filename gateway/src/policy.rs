@@ -49,7 +49,8 @@ pub enum Refusal {
     UpstreamUnavailable,
     /// Anything else that went wrong at the edge.
     EdgeError,
-    /// The request head did not arrive within `server.header_read_timeout_ms`: 408, closed.
+    /// The request head did not arrive within `server.header_read_timeout_ms`, or its body
+    /// within `server.body_read_timeout_ms`: 408, closed.
     RequestTimeout,
     /// The request head is over `server.max_header_bytes` or `server.max_headers`: 431, closed.
     HeadersTooLarge,
@@ -130,7 +131,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => "The service did not answer in time.",
             Refusal::UpstreamUnavailable => "The service is unavailable; try again shortly.",
             Refusal::EdgeError => "The gateway could not process the request.",
-            Refusal::RequestTimeout => "The request headers did not arrive in time.",
+            Refusal::RequestTimeout => "The request did not arrive in time.",
             Refusal::HeadersTooLarge => {
                 "The request headers are larger, or more numerous, than this service accepts."
             }

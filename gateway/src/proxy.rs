@@ -24,7 +24,9 @@
 //!    is forwarded: past the limit, 413 and the upstream connection is dropped. (The upstream
 //!    has seen the request head by then: pingora connects once the head is read, and a body it
 //!    has read cannot be replayed, so refusing before connecting would mean buffering bodies
-//!    before authentication, outside pingora);
+//!    before authentication, outside pingora). A body must have arrived in full within
+//!    `server.body_read_timeout_ms` of its head, whether the client falls silent or trickles it:
+//!    past that, 408 `request_timeout` and the connection is closed;
 //! 7. the request goes to the route's next upstream (round robin, active health checks on
 //!    `health_check_path`) as `/mcp` plus the query, the client's identity headers
 //!    ([`SPOOFABLE_HEADERS`]) replaced by the gateway's, `Authorization` untouched and a W3C
@@ -122,6 +124,8 @@ pub struct Ctx {
     /// A chunked body, held back until it ends (`None`: the body is streamed as it comes, its
     /// declared length being within the limit already).
     held_body: Option<BytesMut>,
+    /// When the body must have arrived in full (`None`: no body is expected).
+    body_by: Option<Instant>,
 }
 
 impl Gateway {
@@ -292,6 +296,7 @@ impl ProxyHttp for Gateway {
             failed: Vec::new(),
             body_bytes: 0,
             held_body: None,
+            body_by: None,
         }
     }
 
@@ -424,16 +429,33 @@ impl ProxyHttp for Gateway {
         {
             ctx.held_body = Some(BytesMut::new());
         }
+        if declared.is_some_and(|len| len > 0) || ctx.held_body.is_some() {
+            // Each read of the body is bounded by what is left of the whole body's time, so a
+            // silent client and a trickling one are cut at the same deadline.
+            let timeout = self.config.server.body_read_timeout;
+            ctx.body_by = Some(Instant::now() + timeout);
+            session.set_read_timeout(Some(timeout));
+        }
         Ok(false)
     }
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let (Some(by), false) = (ctx.body_by, end_of_stream) {
+            let left = by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(Refusal::RequestTimeout.status()),
+                    "request body still arriving at the body read timeout",
+                ));
+            }
+            session.set_read_timeout(Some(left));
+        }
         if let (Some(chunk), Some((route, _))) = (body.as_ref(), self.route(ctx)) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > route.max_body_bytes {
@@ -551,6 +573,11 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::HTTPStatus(413) => Some(Refusal::BodyTooLarge),
+            // The client's body did not arrive in time (a silent client times out on a read).
+            ErrorType::HTTPStatus(408) => Some(Refusal::RequestTimeout),
+            ErrorType::ReadTimedout if e.esource() == &pingora::ErrorSource::Downstream => {
+                Some(Refusal::RequestTimeout)
+            }
             ErrorType::HTTPStatus(503) if ctx.failed.is_empty() => None,
             // Every upstream refused the connection, the last one just now.
             ErrorType::HTTPStatus(503) => Some(Refusal::UpstreamUnavailable),

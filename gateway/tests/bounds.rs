@@ -1,7 +1,8 @@
 //! The `[server]` bounds and the chunked body limit against hostile clients, with raw sockets:
 //! half-sent and trickled heads are cut at the header-read timeout (on a fresh connection and on
 //! a kept-alive one), idle keep-alive connections are closed, oversized heads get 431, a chunked
-//! body over the limit gets 413 without a byte of it reaching the upstream, and connections past
+//! body over the limit gets 413 without a byte of it reaching the upstream, a body that falls
+//! silent or trickles is cut at the body-read timeout, and connections past
 //! the cap get 503; a normal client is served all along. Timeouts are set short here (a few
 //! hundred milliseconds) so the tests stay fast; the defaults are seconds.
 
@@ -338,6 +339,92 @@ async fn a_chunked_body_over_the_limit_gets_413_and_none_of_it_reaches_the_upstr
         "{response:?}"
     );
     assert_eq!(body_bytes.load(Ordering::SeqCst), 900);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_falls_silent_or_trickles_is_cut_at_the_body_timeout() {
+    const BODY_TIMEOUT: Duration = Duration::from_millis(800);
+    let idp = idp().await;
+    let (upstream, _requests, body_bytes) = body_counting_upstream().await;
+    let gateway = start(&idp, "body_read_timeout_ms = 800", &upstream).await;
+    let token = gateway.token(&idp, defaults::CONTOSO, "/contoso-mcp");
+    let declared = |length: usize| {
+        raw_head(
+            "POST",
+            "/contoso-mcp/mcp",
+            &token,
+            &format!("content-type: application/json\r\ncontent-length: {length}\r\n"),
+        )
+    };
+
+    // Ten bytes of a declared hundred, then silence: 408 at the timeout, closed.
+    let mut silent = connect(&gateway).await;
+    let sent = Instant::now();
+    silent
+        .write_all(format!("{}{}", declared(100), "x".repeat(10)).as_bytes())
+        .await
+        .expect("write");
+    read_response(&mut silent)
+        .await
+        .assert_refusal(408, "request_timeout");
+    let took = sent.elapsed();
+    assert!(
+        took >= BODY_TIMEOUT - Duration::from_millis(50) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    closed_within(&mut silent, Duration::from_secs(2)).await;
+
+    // A byte every 100 ms: every read is prompt, the body is not complete in time. (Pingora
+    // alone times each read, 60 s, and would take this one for ever.)
+    let mut trickle = connect(&gateway).await;
+    trickle
+        .write_all(declared(100).as_bytes())
+        .await
+        .expect("write");
+    let sent = Instant::now();
+    while sent.elapsed() < Duration::from_secs(3) {
+        if trickle.write_all(b"x").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if sent.elapsed() > BODY_TIMEOUT + Duration::from_millis(300) {
+            break;
+        }
+    }
+    read_response(&mut trickle)
+        .await
+        .assert_refusal(408, "request_timeout");
+    closed_within(&mut trickle, Duration::from_secs(2)).await;
+
+    // A chunked body that stops halfway: the same, and none of it reached the upstream (a
+    // declared body is streamed as it comes, a chunked one held back until it ends).
+    let forwarded = body_bytes.load(Ordering::SeqCst);
+    let mut chunked = connect(&gateway).await;
+    let whole = chunked_request(&token, 2, 50);
+    chunked
+        .write_all(&whole[..whole.len() - 60])
+        .await
+        .expect("write");
+    read_response(&mut chunked)
+        .await
+        .assert_refusal(408, "request_timeout");
+    assert_eq!(body_bytes.load(Ordering::SeqCst), forwarded);
+
+    // A whole body sent promptly is served, on a connection that keeps serving.
+    let mut prompt = connect(&gateway).await;
+    for _ in 0..2 {
+        prompt
+            .write_all(format!("{}{}", declared(100), "x".repeat(100)).as_bytes())
+            .await
+            .expect("write");
+        let response = read_response(&mut prompt).await;
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (200, "100"),
+            "{response:?}"
+        );
+    }
     gateway.stop().await;
 }
 
