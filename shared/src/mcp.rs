@@ -5,9 +5,13 @@
 //! streams ended at shutdown. [`Sessions::Legacy`] serves clients that expect a session; each
 //! session belongs to the tenant and subject that initialized it ([`SessionOwners`]), and is
 //! unknown (404) to anyone else; the sessions live in memory are bounded ([`live`]).
-//! [`answer_panics`] makes sure a handler that panics still answers its request.
+//! [`answer_panics`] makes sure a handler that panics still answers its request; a malformed
+//! JSON-RPC message is answered with a JSON-RPC error before the transport sees it (`envelope`).
 
+mod envelope;
 pub mod live;
+
+pub use envelope::is_json_post;
 
 use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -172,6 +176,8 @@ where
         }
     };
     inner(mcp)
+        // Behind authentication: an unauthenticated caller learns nothing about the message.
+        .route_layer(axum::middleware::from_fn(envelope::check_envelope))
         .route_layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             authenticate,

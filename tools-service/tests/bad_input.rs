@@ -104,11 +104,15 @@ async fn a_number_json_cannot_hold_as_a_double_is_refused_and_records_nothing() 
     .send()
     .await
     .expect("request");
-    // The JSON-RPC body does not parse, so the transport refuses it before any tool runs.
-    let status = response.status();
-    let body = response.text().await.expect("body");
-    assert!(status.is_client_error(), "refused, got {status}: {body}");
-    says(&body, &["number out of range"]);
+    // The parameters do not parse, so the request is refused (invalid params, with the
+    // parser's words) before any tool runs.
+    let answer: Value = response.json().await.expect("a JSON-RPC answer");
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    says(
+        answer["error"]["message"].as_str().expect("a message"),
+        &["tools/call", "number out of range"],
+    );
     assert_eq!(payments(&c, invoice).await, before);
 }
 

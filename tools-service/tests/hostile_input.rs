@@ -165,12 +165,18 @@ async fn money_beyond_the_cent_or_a_double_is_refused_and_records_nothing() {
             "pay_invoice({amount}) was refused but changed the invoice"
         );
     }
-    // 1e400 is valid JSON that no double holds: the transport refuses the body before any tool.
+    // 1e400 is valid JSON that no double holds: the request's params do not parse, so it is
+    // refused as invalid params before any tool runs.
     let arguments = format!(r#"{{"invoice_id":{invoice},"amount":1e400}}"#);
     let (status, answer) = raw_call(&server, "money", "pay_invoice", &arguments).await;
-    assert!(
-        (400..500).contains(&status),
-        "refused, got {status}: {answer}"
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (200, &json!(-32602)),
+        "{answer}"
+    );
+    says(
+        answer["error"]["message"].as_str().expect("a message"),
+        &["number out of range"],
     );
     assert_eq!(payments(&c, invoice).await, before);
 }
@@ -424,4 +430,67 @@ async fn an_internal_failure_names_the_request_id_and_nothing_else() {
             "/readyz names {internal:?}: {ready}"
         );
     }
+}
+
+/// A message the MCP transport cannot take is answered with a JSON-RPC error saying what is
+/// wrong (not rmcp's plain-text 415, nor "method not found" for a known method's bad params).
+#[tokio::test]
+async fn malformed_json_rpc_messages_get_json_rpc_errors_that_say_what_is_wrong() {
+    let server = Server::start().await;
+    let cases: [(&str, u16, i64, Value, &[&str]); 5] = [
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"#,
+            400,
+            -32700,
+            Value::Null,
+            &["not valid JSON", "line 1 column"],
+        ),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
+            400,
+            -32600,
+            Value::Null,
+            &["batch"],
+        ),
+        (
+            r#"{"jsonrpc":"1.0","id":11,"method":"tools/list"}"#,
+            400,
+            -32600,
+            json!(11),
+            &["\"jsonrpc\" must be \"2.0\""],
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"nam":"x"}}"#,
+            200,
+            -32602,
+            json!(10),
+            &["tools/call", "name"],
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"l","method":"tools/list","params":{"cursor":5}}"#,
+            200,
+            -32602,
+            json!("l"),
+            &["tools/list", "expected a string"],
+        ),
+    ];
+    for (body, status, code, id, words) in cases {
+        let response =
+            tokio::time::timeout(PROMPTLY, raw_mcp_post(&server, body.to_owned()).send())
+                .await
+                .unwrap_or_else(|_| panic!("{body} was not answered"))
+                .expect("request");
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["id"], id, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        says(
+            answer["error"]["message"].as_str().expect("a message"),
+            words,
+        );
+    }
+    // The same connection's well-formed message is still served.
+    let c = server.client().await;
+    assert!(!c.list_all_tools().await.expect("tools/list").is_empty());
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::{
     body::{Body, Bytes},
     extract::Request,
-    http::{Method, StatusCode, header},
+    http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -75,16 +75,7 @@ struct Params<'a> {
 /// `shared::mcp::routes_with`), so only an authenticated caller's body is buffered here, as
 /// rmcp would have buffered it anyway.
 pub async fn capture(request: Request, next: Next) -> Response {
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if request.method() != Method::POST || !is_json {
+    if !shared::mcp::is_json_post(&request) {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
