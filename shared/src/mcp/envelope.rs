@@ -144,30 +144,14 @@ pub(crate) async fn check_envelope(request: Request, next: Next) -> Response {
 
 /// Whether `bytes` is one well-formed JSON-RPC message; if not, why.
 fn check(bytes: &Bytes) -> Result<(), Refusal> {
-    let value: &RawValue = serde_json::from_slice(bytes).map_err(|error| Refusal {
-        code: PARSE_ERROR,
-        message: format!("parse error: the body is not valid JSON ({error})"),
-        id: Value::Null,
-    })?;
-    match value.get().as_bytes().first() {
-        Some(b'{') => {}
-        Some(b'[') => {
-            return Err(Refusal::invalid(
-                "a batch (JSON array) is not accepted: send one JSON-RPC message per request",
-                Value::Null,
-            ));
-        }
-        _ => {
-            return Err(Refusal::invalid(
-                "the body must be a JSON-RPC message, a JSON object",
-                Value::Null,
-            ));
-        }
-    }
-    let envelope: Envelope = serde_json::from_str(value.get()).map_err(|error| {
-        // Only a member given twice gets here (the text is a valid object).
-        Refusal::invalid(format!("{error}"), Value::Null)
-    })?;
+    // One pass for a well-formed message; the body is looked at again only to say why not.
+    // Only an object: serde would also read a struct from an array of its members in order.
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let envelope: Envelope = match is_object.then(|| serde_json::from_slice(bytes)) {
+        Some(Ok(envelope)) => envelope,
+        Some(Err(error)) => return Err(unfit(bytes, Some(error))),
+        None => return Err(unfit(bytes, None)),
+    };
     let id = match envelope.id {
         None => None,
         Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
@@ -208,6 +192,35 @@ fn check(bytes: &Bytes) -> Result<(), Refusal> {
             id,
         }),
         Some(Ok(())) | None => Ok(()),
+    }
+}
+
+/// Why `bytes` is not a JSON-RPC envelope (`error`: what parsing an object as one said).
+fn unfit(bytes: &[u8], error: Option<serde_json::Error>) -> Refusal {
+    let value: &RawValue = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(error) => {
+            return Refusal {
+                code: PARSE_ERROR,
+                message: format!("parse error: the body is not valid JSON ({error})"),
+                id: Value::Null,
+            };
+        }
+    };
+    match value.get().as_bytes().first() {
+        // A valid object that is no envelope: a member given twice.
+        Some(b'{') => Refusal::invalid(
+            error.map_or_else(|| "not a JSON-RPC message".to_owned(), |e| e.to_string()),
+            Value::Null,
+        ),
+        Some(b'[') => Refusal::invalid(
+            "a batch (JSON array) is not accepted: send one JSON-RPC message per request",
+            Value::Null,
+        ),
+        _ => Refusal::invalid(
+            "the body must be a JSON-RPC message, a JSON object",
+            Value::Null,
+        ),
     }
 }
 
@@ -289,6 +302,12 @@ mod tests {
         let batch = refused(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#);
         assert_eq!(batch.code, INVALID_REQUEST);
         assert!(batch.message.contains("batch"), "{}", batch.message);
+        let members_in_order = refused(r#"["2.0",1,"ping",null,null,null]"#);
+        assert!(
+            members_in_order.message.contains("batch"),
+            "{}",
+            members_in_order.message
+        );
         for body in ["1", "\"text\"", "null", "true"] {
             assert_eq!(refused(body).code, INVALID_REQUEST, "{body}");
         }
