@@ -17,7 +17,7 @@ use shared::{
 
 use crate::{
     agent::Limits,
-    memory::MemoryConfig,
+    memory::{MemoryConfig, MemoryStorage},
     model::config::{ModelArgs, ModelChoice},
     upstream::exchange::{ClientAuth, Grant},
 };
@@ -31,9 +31,20 @@ pub struct Config {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8003")]
     pub bind_addr: SocketAddr,
 
-    /// SQLite database of conversation memory (created if missing).
+    /// SQLite database (created if missing): conversation memory and the audit trail. With
+    /// USE_COSMOSDB it holds only the audit trail.
     #[arg(long, env = "DB_PATH", default_value = "data/agent.db")]
     pub db_path: PathBuf,
+
+    /// Keep conversation memory and MCP sessions in Azure Cosmos DB (COSMOSDB_ENDPOINT,
+    /// COSMOS_DATABASE_NAME, COSMOSDB_KEY) instead of the SQLite file DB_PATH.
+    #[arg(long, env = "USE_COSMOSDB", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
+    pub use_cosmosdb: bool,
+
+    // The Cosmos DB account, database and key, read as every service reads them.
+    #[cfg(feature = "cosmos")]
+    #[command(flatten)]
+    pub cosmos: shared::cosmos::CosmosArgs,
 
     /// The tools service's MCP endpoint.
     #[arg(
@@ -49,7 +60,8 @@ pub struct Config {
 
     /// Give clients of MCP protocol versions before 2026-07-28 a session (`Mcp-Session-Id`)
     /// when they initialize; a question without `conversation_id` then continues the session's
-    /// conversation. Sessions are recorded in DB_PATH, so every replica on it serves them.
+    /// conversation. Sessions are recorded in the memory's store (DB_PATH, or Cosmos DB), so
+    /// every replica on it serves them.
     /// Off by default: without sessions any replica answers any request with nothing to share.
     #[arg(long, env = "MCP_SESSIONS", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
     pub mcp_sessions: bool,
@@ -65,11 +77,11 @@ pub struct Config {
     pub sessions_per_owner: u32,
 
     /// MCP sessions kept live in memory (MCP_SESSIONS=true); one more closes the least recently
-    /// used, which its client's next request takes over from DB_PATH again.
+    /// used, which its client's next request takes over from the memory's store again.
     #[arg(long, env = "MCP_SESSIONS_IN_MEMORY", default_value_t = 1_000)]
     pub sessions_in_memory: usize,
 
-    /// Seconds an MCP session stays in memory with no request (it goes on from DB_PATH after).
+    /// Seconds an MCP session stays in memory with no request (it goes on from the store after).
     #[arg(long, env = "MCP_SESSION_IDLE_SECS", default_value_t = 120)]
     pub session_idle_secs: u64,
 
@@ -246,6 +258,8 @@ pub struct ValidConfig {
     pub delegation: Delegation,
     pub model: ModelChoice,
     pub memory: MemoryConfig,
+    /// Where the memory is kept: the SQLite file DB_PATH, or Cosmos DB with USE_COSMOSDB.
+    pub storage: MemoryStorage,
     pub limits: Limits,
     /// The serving bounds (body, headers, timeouts, connections) from [`Config::serve`].
     pub bounds: Bounds,
@@ -325,6 +339,7 @@ impl Config {
         memory
             .validate()
             .map_err(|e| ConfigError::new("CONVERSATION_TTL_SECS", e.to_string()))?;
+        let storage = self.storage()?;
         if !(1..=50).contains(&self.max_steps) {
             return Err(ConfigError::new(
                 "AGENT_MAX_STEPS",
@@ -389,10 +404,44 @@ impl Config {
             delegation,
             model,
             memory,
+            storage,
             limits,
             bounds,
             live_sessions,
         })
+    }
+
+    /// Where the memory is kept: SQLite at DB_PATH, or Cosmos DB with USE_COSMOSDB.
+    pub fn storage(&self) -> Result<MemoryStorage, ConfigError> {
+        if !self.use_cosmosdb {
+            return Ok(MemoryStorage::Sqlite {
+                path: self.db_path.clone(),
+            });
+        }
+        self.cosmos()
+    }
+
+    #[cfg(not(feature = "cosmos"))]
+    fn cosmos(&self) -> Result<MemoryStorage, ConfigError> {
+        Err(ConfigError::new(
+            "USE_COSMOSDB",
+            "this build has no Cosmos DB backend (build agent-service with the cosmos feature)",
+        ))
+    }
+
+    #[cfg(feature = "cosmos")]
+    fn cosmos(&self) -> Result<MemoryStorage, ConfigError> {
+        let cap = crate::memory::cosmos::MAX_SESSIONS_PER_OWNER;
+        if self.sessions_per_owner > cap {
+            return Err(ConfigError::new(
+                "MCP_SESSIONS_PER_OWNER",
+                format!(
+                    "{} is above the limit of {cap} on Cosmos DB (USE_COSMOSDB)",
+                    self.sessions_per_owner
+                ),
+            ));
+        }
+        self.cosmos.config().map(MemoryStorage::Cosmos)
     }
 }
 
@@ -495,6 +544,47 @@ mod tests {
         )
         .expect("flags parse")
         .into_valid()
+    }
+
+    #[test]
+    fn the_memory_is_in_sqlite_unless_cosmos_is_chosen_and_its_settings_are_checked() {
+        let sqlite = parse(&[]).into_valid().expect("valid");
+        assert!(
+            matches!(&sqlite.storage, MemoryStorage::Sqlite { path } if path.ends_with("agent.db")),
+            "{:?}",
+            sqlite.storage
+        );
+        let cosmos = ["--use-cosmosdb", "true"];
+        assert_eq!(refused(&cosmos), "COSMOSDB_ENDPOINT");
+        let endpoint = [
+            &cosmos[..],
+            &[
+                "--cosmosdb-endpoint",
+                "https://contoso.documents.azure.com:443/",
+            ],
+        ]
+        .concat();
+        assert_eq!(refused(&endpoint), "COSMOSDB_KEY");
+        let keyed = [&endpoint[..], &["--cosmosdb-key", "secret-key"]].concat();
+        assert_eq!(
+            refused(&[&keyed[..], &["--cosmos-database-name", "a#b"]].concat()),
+            "COSMOS_DATABASE_NAME"
+        );
+        assert_eq!(
+            refused(&[&keyed[..], &["--sessions-per-owner", "10001"]].concat()),
+            "MCP_SESSIONS_PER_OWNER"
+        );
+        let valid = parse(&keyed).into_valid().expect("valid");
+        let MemoryStorage::Cosmos(config) = &valid.storage else {
+            panic!("expected Cosmos DB, got {:?}", valid.storage);
+        };
+        assert_eq!(config.database, "contoso");
+        let described = format!("{:?} {}", valid.storage, valid.storage.describe());
+        assert!(
+            described.contains("contoso.documents.azure.com"),
+            "{described}"
+        );
+        assert!(!described.contains("secret-key"), "{described}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub async fn run(
         delegation,
         model,
         memory,
+        storage,
         limits,
         bounds,
         live_sessions,
@@ -87,14 +88,9 @@ pub async fn run(
     let Memory {
         conversations: store,
         sessions: session_store,
-    } = Memory::open_sqlite(&config.db_path, memory)
+    } = Memory::open(&storage, memory)
         .await
-        .with_context(|| {
-            format!(
-                "opening the conversation memory at {} (DB_PATH)",
-                config.db_path.display()
-            )
-        })?;
+        .with_context(|| format!("opening the conversation memory in {}", storage.describe()))?;
     tracing::info!(
         backend = store.backend(),
         database = %store.database(),
@@ -112,7 +108,7 @@ pub async fn run(
     } else {
         Sessions::Stateless
     };
-    // The audit trail, in DB_PATH beside the conversations.
+    // The audit trail, in DB_PATH (beside the conversations, unless they are in Cosmos DB).
     let audit = AuditLog::open_sqlite("agent-service", &config.db_path, &config.audit).await?;
     if config.allow_open_network && !matches!(mode, shared::auth::AuthMode::Jwt(_)) {
         tracing::warn!(addr = %config.bind_addr, "ALLOW_OPEN_NETWORK=true: experts are reachable from the network without verified tokens");

@@ -19,10 +19,13 @@
 //! [`MemoryConfig::confirmation_ttl`].
 //!
 //! Storage sits behind [`ConversationStore`] and, for MCP sessions, [`LegacySessionStore`];
-//! [`Memory`] is both from one backend, opened by [`Memory::open_sqlite`] ([`sqlite`] is the
-//! default backend). The traits are shaped for a document store too (Cosmos DB, partition key =
-//! owner): every call names the owner, and nothing joins across conversations.
+//! [`Memory`] is both from one backend, opened by [`Memory::open_sqlite`] ([`sqlite`], the
+//! default) or [`Memory::open_cosmos`] (`cosmos`, Cosmos DB partitioned by owner, with
+//! `USE_COSMOSDB`), as [`MemoryStorage`] says. Both are held to one contract
+//! (`tests/memory.rs`): every call names the owner, and nothing joins across conversations.
 
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 mod id;
 pub mod pending;
 pub mod sqlite;
@@ -31,10 +34,13 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rmcp::transport::streamable_http_server::session::store::{SessionState, SessionStoreError};
 use serde::{Deserialize, Serialize};
 use shared::mcp::LegacySessionStore;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "cosmos")]
+pub use cosmos::CosmosConversations;
 pub use id::{ConfirmationId, ConversationId, SessionKey};
 pub use pending::{HeldAction, PendingActions, ProposedAction};
 pub use sqlite::SqliteConversations;
@@ -289,13 +295,60 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// Both concerns served by one backend.
+    pub fn of<B: ConversationStore + LegacySessionStore + 'static>(backend: B) -> Self {
+        let backend = Arc::new(backend);
+        Memory {
+            conversations: backend.clone(),
+            sessions: backend,
+        }
+    }
+
     /// The SQLite backend in the file at `path`.
     pub async fn open_sqlite(path: &std::path::Path, config: MemoryConfig) -> MemoryResult<Self> {
-        let sqlite = Arc::new(SqliteConversations::open(path, config).await?);
-        Ok(Memory {
-            conversations: sqlite.clone(),
-            sessions: sqlite,
-        })
+        Ok(Memory::of(SqliteConversations::open(path, config).await?))
+    }
+
+    /// The Cosmos DB backend in the database `cosmos` names (created with its containers when
+    /// missing).
+    #[cfg(feature = "cosmos")]
+    pub async fn open_cosmos(
+        cosmos: &shared::cosmos::CosmosConfig,
+        config: MemoryConfig,
+    ) -> MemoryResult<Self> {
+        Ok(Memory::of(CosmosConversations::open(cosmos, config).await?))
+    }
+
+    /// The backend `storage` names.
+    pub async fn open(storage: &MemoryStorage, config: MemoryConfig) -> MemoryResult<Self> {
+        match storage {
+            MemoryStorage::Sqlite { path } => Memory::open_sqlite(path, config).await,
+            #[cfg(feature = "cosmos")]
+            MemoryStorage::Cosmos(cosmos) => Memory::open_cosmos(cosmos, config).await,
+        }
+    }
+}
+
+/// Where the memory is kept, as configured (`DB_PATH`, or `USE_COSMOSDB` and its settings).
+#[derive(Debug, Clone)]
+pub enum MemoryStorage {
+    Sqlite {
+        path: std::path::PathBuf,
+    },
+    #[cfg(feature = "cosmos")]
+    Cosmos(shared::cosmos::CosmosConfig),
+}
+
+impl MemoryStorage {
+    /// Where the memory is, in the words of its settings, for an operator's error message.
+    pub fn describe(&self) -> String {
+        match self {
+            MemoryStorage::Sqlite { path } => {
+                format!("the SQLite database at {} (DB_PATH)", path.display())
+            }
+            #[cfg(feature = "cosmos")]
+            MemoryStorage::Cosmos(cosmos) => cosmos.describe(),
+        }
     }
 }
 
@@ -336,4 +389,53 @@ pub fn spawn_sweeper(
             }
         }
     })
+}
+
+/// The handshake as recorded: whole when it fits in `max_bytes`; else without the client's
+/// `experimental` capabilities (which the experts never read); refused if still too big, so a
+/// client cannot make every replica store megabytes per session.
+fn bounded_handshake(state: &SessionState, max_bytes: usize) -> Result<String, SessionStoreError> {
+    let json = serde_json::to_string(state)?;
+    if json.len() <= max_bytes {
+        return Ok(json);
+    }
+    let mut trimmed = state.clone();
+    trimmed.initialize_params.capabilities.experimental = None;
+    let json = serde_json::to_string(&trimmed)?;
+    if json.len() <= max_bytes {
+        return Ok(json);
+    }
+    Err(format!(
+        "the session handshake is {} bytes, above the limit of {max_bytes}",
+        json.len()
+    )
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake(experimental_bytes: usize, name_bytes: usize) -> SessionState {
+        let params = serde_json::json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"experimental": {"blob": {"data": "x".repeat(experimental_bytes)}}},
+            "clientInfo": {"name": "n".repeat(name_bytes), "version": "1.0"}
+        });
+        SessionState::new(serde_json::from_value(params).expect("initialize parameters"))
+    }
+
+    #[test]
+    fn a_handshake_is_recorded_whole_trimmed_or_not_at_all() {
+        let small = bounded_handshake(&handshake(10, 10), 16 * 1024).expect("fits");
+        assert!(small.contains("xxxxxxxxxx"), "{small}");
+        // Megabytes of experimental capabilities are dropped, the rest kept.
+        let trimmed = bounded_handshake(&handshake(3_500_000, 10), 16 * 1024).expect("trimmed");
+        assert!(trimmed.len() < 1024, "{} bytes", trimmed.len());
+        assert!(!trimmed.contains("xxxx"), "{trimmed}");
+        assert!(trimmed.contains("2025-11-25"), "{trimmed}");
+        // Too big even without them: refused.
+        let error = bounded_handshake(&handshake(0, 20_000), 16 * 1024).expect_err("too big");
+        assert!(error.to_string().contains("above the limit"), "{error}");
+    }
 }

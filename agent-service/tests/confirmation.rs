@@ -9,15 +9,7 @@
 mod common;
 mod scripted_model;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use agent_service::memory::{
-    Clock, ConfirmationId, ConversationStore, MemoryConfig, MemoryError, Owner, PendingActions,
-    ProposedAction, SqliteConversations,
-};
+use agent_service::memory::ConfirmationId;
 use chrono::{DateTime, Utc};
 use common::*;
 use scripted_model::{Scripted, ScriptedModel};
@@ -598,92 +590,4 @@ async fn the_offline_planner_asks_before_it_unlocks() {
     assert!(!locked(&stack, 254).await, "unlocked once confirmed");
     let again = ask(&agent.url, &security, "ask_account_expert", arguments).await;
     assert!(refusal(&again).contains("already used"), "{again}");
-}
-
-/// A clock the test moves.
-#[derive(Debug)]
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().expect("clock");
-        *now += chrono::Duration::from_std(by).expect("duration");
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().expect("clock")
-    }
-}
-
-#[tokio::test]
-async fn held_actions_expire_after_their_ttl_and_are_swept() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    // Whole milliseconds: what the store keeps.
-    let start = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
-    let clock = Arc::new(ManualClock(Mutex::new(start)));
-    let config = MemoryConfig {
-        confirmation_ttl: Duration::from_secs(60),
-        ..MemoryConfig::default()
-    };
-    let store =
-        SqliteConversations::open_with_clock(&dir.path().join("m.db"), config, clock.clone())
-            .await
-            .expect("store");
-    let owner = Owner {
-        tenant: "contoso".into(),
-        subject: "alice".into(),
-    };
-    let conversation = store.create(&owner).await.expect("conversation");
-    let action = ProposedAction {
-        domain: "account".into(),
-        tool: "unlock_account".into(),
-        arguments: json!({"customer_id": 254})
-            .as_object()
-            .cloned()
-            .expect("object"),
-        action: "Unlock the online account of customer 254".into(),
-    };
-    let early = store
-        .hold(&owner, &conversation, &action)
-        .await
-        .expect("held");
-    let late = store
-        .hold(&owner, &conversation, &action)
-        .await
-        .expect("held");
-    assert_ne!(early.id, late.id);
-    assert_eq!(
-        early.expires_at,
-        clock.now() + chrono::Duration::seconds(60)
-    );
-
-    clock.advance(Duration::from_secs(59));
-    assert_eq!(
-        store
-            .claim(&owner, &conversation, "account", &early.id)
-            .await
-            .expect("claimed in time"),
-        action
-    );
-    clock.advance(Duration::from_secs(2));
-    assert_eq!(
-        store
-            .claim(&owner, &conversation, "account", &late.id)
-            .await,
-        Err(MemoryError::UnknownConfirmation),
-        "expired"
-    );
-    // Held only in a conversation of the owner's.
-    let mallory = Owner {
-        subject: "mallory".into(),
-        ..owner.clone()
-    };
-    assert_eq!(
-        store.hold(&mallory, &conversation, &action).await,
-        Err(MemoryError::UnknownConversation)
-    );
-    assert_eq!(store.sweep_actions().await.expect("swept"), 2);
-    assert_eq!(store.sweep_actions().await.expect("swept"), 0);
 }

@@ -8,7 +8,7 @@ mod common;
 mod scripted_model;
 
 use common::*;
-use devstack::idp::{TokenSpec, defaults};
+use devstack::idp::defaults;
 use scripted_model::{Scripted, ScriptedModel};
 use serde_json::{Value, json};
 
@@ -30,13 +30,6 @@ async fn agent(stack: &Stack, db: &std::path::Path, flags: &[String]) -> AgentSe
 
 fn token(stack: &Stack, subject: &str) -> String {
     token_of(stack, defaults::CONTOSO, subject)
-}
-
-fn token_of(stack: &Stack, tenant: &str, subject: &str) -> String {
-    stack
-        .idp
-        .idp
-        .mint(&TokenSpec::new(tenant, ["query"], subject))
 }
 
 /// A GET (the session's server-to-client stream) or DELETE (its end) of `session`.
@@ -64,47 +57,6 @@ fn call_body(question: &str) -> Value {
     })
 }
 
-/// Initializes as a 2025-11-25 client; the session id the service gave, if any.
-async fn initialize(base: &str, token: &str) -> Option<String> {
-    let response = post(
-        base,
-        token,
-        &json!({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "legacy-client", "version": "1.0"}
-            }
-        }),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().expect("ascii").to_owned());
-    let initialized = post_in(
-        base,
-        token,
-        session.as_deref(),
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(initialized.status(), 202);
-    session
-}
-
-/// The conversation id of an expert's answer, asserting it is done.
-fn conversation(result: &Value) -> String {
-    let answer = &result["structuredContent"];
-    assert_eq!(answer["status"], "done", "{result}");
-    answer["conversation_id"]
-        .as_str()
-        .expect("an id")
-        .to_owned()
-}
-
 /// The user messages the model was sent in request `n`.
 fn questions_sent(model: &ScriptedModel, n: usize) -> Vec<String> {
     model.requests()[n].body["messages"]
@@ -127,12 +79,13 @@ struct Replicas {
 }
 
 impl Replicas {
-    async fn start(replies: Vec<Scripted>) -> Replicas {
+    async fn start(store: &MemoryStore, replies: Vec<Scripted>) -> Replicas {
         let stack = Stack::start(20).await;
         let model = ScriptedModel::start(replies).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("agent.db");
-        let flags = flags(&model, true);
+        let mut flags = flags(&model, true);
+        flags.extend(store.flags());
         let one = agent(&stack, &db, &flags).await;
         let two = agent(&stack, &db, &flags).await;
         Replicas {
@@ -147,17 +100,27 @@ impl Replicas {
 
 #[tokio::test]
 async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_owner() {
+    for store in MemoryStore::all().await {
+        eprintln!("on {}", store.name());
+        continues_on_any_replica_for_its_owner_only(&store).await;
+    }
+}
+
+async fn continues_on_any_replica_for_its_owner_only(store: &MemoryStore) {
     let Replicas {
         stack,
         model,
         one,
         two,
         _dir,
-    } = Replicas::start(vec![
-        Scripted::Text("Your bill is $150.00."),
-        Scripted::Text("Because of 12 GB of overage."),
-        Scripted::Text("Hello Bob."),
-    ])
+    } = Replicas::start(
+        store,
+        vec![
+            Scripted::Text("Your bill is $150.00."),
+            Scripted::Text("Because of 12 GB of overage."),
+            Scripted::Text("Hello Bob."),
+        ],
+    )
     .await;
     let alice = token(&stack, "alice");
 
@@ -213,16 +176,26 @@ async fn a_session_continues_its_conversation_on_any_replica_and_only_for_its_ow
 
 #[tokio::test]
 async fn a_session_is_unknown_to_everyone_but_its_owner_and_survives_their_attempts() {
+    for store in MemoryStore::all().await {
+        eprintln!("on {}", store.name());
+        unknown_to_all_but_its_owner(&store).await;
+    }
+}
+
+async fn unknown_to_all_but_its_owner(store: &MemoryStore) {
     let Replicas {
         stack,
         model,
         one,
         two,
         _dir,
-    } = Replicas::start(vec![
-        Scripted::Text("Your bill is $150.00."),
-        Scripted::Text("Because of 12 GB of overage."),
-    ])
+    } = Replicas::start(
+        store,
+        vec![
+            Scripted::Text("Your bill is $150.00."),
+            Scripted::Text("Because of 12 GB of overage."),
+        ],
+    )
     .await;
     let alice = token(&stack, "alice");
     let session = initialize(&one.url, &alice).await.expect("a session");

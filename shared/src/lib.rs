@@ -9,6 +9,9 @@
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.
 //! - `azure` (feature `azure`): authenticating to Azure resources with a key or an Entra
 //!   identity (managed identity), tokens cached and refreshed before they expire;
+//! - `cosmos` (feature `cosmos`): the Cosmos DB settings (`COSMOSDB_*`), a client with our
+//!   options, databases and containers created when missing, and the read, query and batch
+//!   helpers every Cosmos backend uses;
 //! - `mcp` (feature `mcp`): serving an MCP server over streamable HTTP, stateless, behind
 //!   token verification, with its OAuth metadata;
 //! - `sqlite` (feature `sqlite`): opening a service's SQLite file (WAL, busy timeout,
@@ -29,6 +32,8 @@ pub mod auth;
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod config;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 pub mod files;
 pub mod http;
 #[cfg(feature = "mcp")]

@@ -8,8 +8,7 @@ use shared::{
     audit::{AuditArgs, ServiceCommand},
     auth::{AuthArgs, config::AuthPlan},
     config::{
-        AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, Secret, TelemetryArgs,
-        boolish,
+        AzureDeployment, AzureOpenAiArgs, ConfigError, HostGuardArgs, TelemetryArgs, boolish,
     },
     http::{Bounds, ServeLimits},
 };
@@ -34,19 +33,11 @@ pub struct Config {
     #[arg(long, env = "USE_COSMOSDB", default_value_t = false, action = ArgAction::Set, value_parser = boolish())]
     pub use_cosmosdb: bool,
 
-    /// The Cosmos DB account endpoint, e.g. `https://<account>.documents.azure.com:443/`
-    /// (plain http:// only to a loopback emulator).
-    #[arg(long, env = "COSMOSDB_ENDPOINT")]
-    pub cosmosdb_endpoint: Option<String>,
-
-    /// The database in the Cosmos DB account; it and its containers are created when missing.
-    #[arg(long, env = "COSMOS_DATABASE_NAME", default_value = "contoso")]
-    pub cosmos_database_name: String,
-
-    /// The Cosmos DB account key (the emulator, development). Required with USE_COSMOSDB for
-    /// now: authentication with an Entra identity is not built yet.
-    #[arg(long, env = "COSMOSDB_KEY")]
-    pub cosmosdb_key: Option<Secret>,
+    // The Cosmos DB account, database and key (COSMOSDB_ENDPOINT, COSMOS_DATABASE_NAME,
+    // COSMOSDB_KEY), read as every service reads them.
+    #[cfg(feature = "cosmos")]
+    #[command(flatten)]
+    pub cosmos: shared::cosmos::CosmosArgs,
 
     /// Fill an empty database with the generated demo data at start.
     #[arg(long, env = "SEED_ON_STARTUP", default_value_t = true, action = ArgAction::Set, value_parser = boolish())]
@@ -173,42 +164,7 @@ impl Config {
 
     #[cfg(feature = "cosmos")]
     fn cosmos(&self) -> Result<StorageConfig, ConfigError> {
-        let endpoint = match self.cosmosdb_endpoint.as_deref().map(str::trim) {
-            Some(endpoint) if !endpoint.is_empty() => endpoint.to_owned(),
-            _ => {
-                return Err(ConfigError::new(
-                    "COSMOSDB_ENDPOINT",
-                    "missing with USE_COSMOSDB=true; e.g. https://<account>.documents.azure.com:443/",
-                ));
-            }
-        };
-        shared::auth::jwks::check_secure_url(&endpoint)
-            .map_err(|e| ConfigError::new("COSMOSDB_ENDPOINT", e))?;
-        let database = self.cosmos_database_name.trim();
-        // Cosmos DB ids: 1 to 255 characters, none of / \ ? #.
-        if database.is_empty()
-            || database.chars().count() > 255
-            || database.contains(['/', '\\', '?', '#'])
-        {
-            return Err(ConfigError::new(
-                "COSMOS_DATABASE_NAME",
-                format!(
-                    "{database:?} is not a Cosmos DB database name: 1 to 255 characters, none of / \\ ? #"
-                ),
-            ));
-        }
-        let key = self.cosmosdb_key.as_ref().ok_or_else(|| {
-            ConfigError::new(
-                "COSMOSDB_KEY",
-                "required with USE_COSMOSDB=true: authentication to Cosmos DB with an Entra \
-                 identity is not built yet",
-            )
-        })?;
-        Ok(StorageConfig::Cosmos(crate::store::cosmos::CosmosConfig {
-            endpoint,
-            key: key.expose().to_owned(),
-            database: database.to_owned(),
-        }))
+        self.cosmos.config().map(StorageConfig::Cosmos)
     }
 
     /// Checks the settings that parse but do not make sense together, and returns the

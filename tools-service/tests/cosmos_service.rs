@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{cosmos, *};
+use common::*;
 use serde_json::{Value, json};
+use testkit::cosmos;
 
 /// `value` with every timestamp replaced by a placeholder: each service seeds its data relative
 /// to the instant it started, so only the instants differ between two services.

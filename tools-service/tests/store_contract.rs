@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Days, TimeZone, Utc};
-use common::cosmos::{self, Emulator};
+use testkit::cosmos::{self, Emulator};
 use tools_service::{
     domain::{
         writes::{self, NewPayment, NewTicket, Refusal, SubscriptionUpdate},
@@ -17,11 +17,7 @@ use tools_service::{
     },
     money::Money,
     seed::{Dataset, InvoiceRow, SubscriptionRow, catalog},
-    store::{
-        Owned, Storage, StoreError,
-        cosmos::{CosmosConfig, CosmosStore},
-        sqlite::SqliteStore,
-    },
+    store::{Owned, Storage, StoreError, cosmos::CosmosStore, sqlite::SqliteStore},
 };
 
 const ALICE: i64 = 1;
@@ -62,11 +58,7 @@ async fn backends() -> Vec<Backend> {
 /// A Cosmos DB backend on an emulator of its own, on a database of its own.
 async fn cosmos() -> Backend {
     let emulator = Emulator::start().await;
-    let config = CosmosConfig {
-        endpoint: emulator.endpoint.clone(),
-        key: cosmos::EMULATOR_KEY.to_owned(),
-        database: cosmos::database("contract"),
-    };
+    let config = emulator.config(&cosmos::database("contract"));
     let store = CosmosStore::open(&config).await.expect("open cosmos");
     let storage = Storage::of(store);
     storage.seeding.replace_all(&dataset()).await.expect("load");

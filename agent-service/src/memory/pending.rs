@@ -13,8 +13,9 @@
 //! [`MemoryError::UnknownConfirmation`], so an id reveals nothing to anyone but its owner.
 //! Actions nobody confirmed simply expire; [`PendingActions::sweep_actions`] deletes them.
 //!
-//! The trait is shaped for a document store too (Cosmos DB, partition key = tenant): every call
-//! names the owner, and a claim is a single-document conditional write (ETag).
+//! The trait is shaped for a document store too (Cosmos DB, partition key = owner, see
+//! `cosmos`): every call names the owner, and a claim is a single-document conditional write
+//! (ETag).
 
 use async_trait::async_trait;
 use aws_lc_rs::digest::{SHA256, digest};

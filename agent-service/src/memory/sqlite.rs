@@ -506,27 +506,6 @@ impl SessionStore for SqliteConversations {
     }
 }
 
-/// The handshake as recorded: whole when it fits in `max_bytes`; else without the client's
-/// `experimental` capabilities (which the experts never read); refused if still too big, so a
-/// client cannot make every replica store megabytes per session.
-fn bounded_handshake(state: &SessionState, max_bytes: usize) -> Result<String, SessionStoreError> {
-    let json = serde_json::to_string(state)?;
-    if json.len() <= max_bytes {
-        return Ok(json);
-    }
-    let mut trimmed = state.clone();
-    trimmed.initialize_params.capabilities.experimental = None;
-    let json = serde_json::to_string(&trimmed)?;
-    if json.len() <= max_bytes {
-        return Ok(json);
-    }
-    Err(format!(
-        "the session handshake is {} bytes, above the limit of {max_bytes}",
-        json.len()
-    )
-    .into())
-}
-
 fn owner_error(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
@@ -614,33 +593,5 @@ impl SessionOwners for SqliteConversations {
 impl LegacySessionStore for SqliteConversations {
     fn as_session_store(self: Arc<Self>) -> Arc<dyn SessionStore> {
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn handshake(experimental_bytes: usize, name_bytes: usize) -> SessionState {
-        let params = serde_json::json!({
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"experimental": {"blob": {"data": "x".repeat(experimental_bytes)}}},
-            "clientInfo": {"name": "n".repeat(name_bytes), "version": "1.0"}
-        });
-        SessionState::new(serde_json::from_value(params).expect("initialize parameters"))
-    }
-
-    #[test]
-    fn a_handshake_is_recorded_whole_trimmed_or_not_at_all() {
-        let small = bounded_handshake(&handshake(10, 10), 16 * 1024).expect("fits");
-        assert!(small.contains("xxxxxxxxxx"), "{small}");
-        // Megabytes of experimental capabilities are dropped, the rest kept.
-        let trimmed = bounded_handshake(&handshake(3_500_000, 10), 16 * 1024).expect("trimmed");
-        assert!(trimmed.len() < 1024, "{} bytes", trimmed.len());
-        assert!(!trimmed.contains("xxxx"), "{trimmed}");
-        assert!(trimmed.contains("2025-11-25"), "{trimmed}");
-        // Too big even without them: refused.
-        let error = bounded_handshake(&handshake(0, 20_000), 16 * 1024).expect_err("too big");
-        assert!(error.to_string().contains("above the limit"), "{error}");
     }
 }

@@ -372,3 +372,102 @@ pub async fn ask_in(
     let reply: Value = serde_json::from_str(json.trim()).expect("JSON-RPC");
     reply["result"].clone()
 }
+
+/// Initializes as a 2025-11-25 client; the session id the service gave, if any.
+pub async fn initialize(base: &str, token: &str) -> Option<String> {
+    let response = post(
+        base,
+        token,
+        &json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "legacy-client", "version": "1.0"}
+            }
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let initialized = post_in(
+        base,
+        token,
+        session.as_deref(),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(initialized.status(), 202);
+    session
+}
+
+/// The conversation id of an expert's answer (a tool result), asserting it is done.
+pub fn conversation(result: &Value) -> String {
+    let answer = &result["structuredContent"];
+    assert_eq!(answer["status"], "done", "{result}");
+    answer["conversation_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// A token of `subject` in `tenant` with the query role, for the agent service.
+pub fn token_of(stack: &Stack, tenant: &str, subject: &str) -> String {
+    stack
+        .idp
+        .idp
+        .mint(&TokenSpec::new(tenant, ["query"], subject))
+}
+
+/// Where an agent service keeps its memory in a test: SQLite in its `db` file, or a fresh
+/// database on a Cosmos DB emulator of its own.
+pub enum MemoryStore {
+    Sqlite,
+    Cosmos {
+        emulator: Box<testkit::cosmos::Emulator>,
+        database: String,
+    },
+}
+
+impl MemoryStore {
+    /// SQLite, and Cosmos DB when its emulator is installed (`testkit::cosmos::installed`).
+    pub async fn all() -> Vec<MemoryStore> {
+        let mut all = vec![MemoryStore::Sqlite];
+        if testkit::cosmos::installed() {
+            all.push(MemoryStore::Cosmos {
+                emulator: Box::new(testkit::cosmos::Emulator::start().await),
+                database: testkit::cosmos::database("agent"),
+            });
+        }
+        all
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            MemoryStore::Sqlite => "sqlite",
+            MemoryStore::Cosmos { .. } => "cosmos",
+        }
+    }
+
+    /// The agent service's flags that choose this store.
+    pub fn flags(&self) -> Vec<String> {
+        match self {
+            MemoryStore::Sqlite => Vec::new(),
+            MemoryStore::Cosmos { emulator, database } => [
+                "--use-cosmosdb",
+                "true",
+                "--cosmosdb-endpoint",
+                &emulator.endpoint,
+                "--cosmosdb-key",
+                testkit::cosmos::EMULATOR_KEY,
+                "--cosmos-database-name",
+                database,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+}

@@ -276,10 +276,7 @@ impl StorageConfig {
                 format!("the SQLite database at {} (DB_PATH)", path.display())
             }
             #[cfg(feature = "cosmos")]
-            StorageConfig::Cosmos(config) => format!(
-                "the Cosmos DB database {} at {} (COSMOS_DATABASE_NAME, COSMOSDB_ENDPOINT)",
-                config.database, config.endpoint
-            ),
+            StorageConfig::Cosmos(config) => config.describe(),
         }
     }
 }

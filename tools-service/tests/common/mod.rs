@@ -2,8 +2,6 @@
 //! learns the port from its `listening on http://ADDR` line, and connects real MCP clients.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-pub mod cosmos;
-
 use std::{
     net::SocketAddr,
     path::Path,

@@ -25,13 +25,13 @@ impl CosmosStore {
         let text = format!("SELECT VALUE c.data FROM c WHERE c.pk = @pk {filter} ORDER BY c.n");
         let mut all = vec![("@pk", Value::from(pk.clone()))];
         all.extend_from_slice(parameters);
-        query(
+        Ok(query(
             &self.catalog,
             sql(&text, &all)?,
             FeedScope::partition(pk),
             "list catalogue",
         )
-        .await
+        .await?)
     }
 }
 

@@ -83,13 +83,13 @@ impl CosmosStore {
             ("@type", listing.kind.into()),
         ];
         parameters.extend(listing.parameters);
-        query(
+        Ok(query(
             &self.customers,
             sql(&text, &parameters)?,
             FeedScope::partition(pk),
             listing.kind,
         )
-        .await
+        .await?)
     }
 
     /// A point read of one record of a customer.
@@ -99,13 +99,13 @@ impl CosmosStore {
         kind: &'static str,
         n: i64,
     ) -> StoreResult<Option<(Doc<T>, Precondition)>> {
-        read(
+        Ok(read(
             &self.customers,
             &partition(customer),
             &item_id(kind, n),
             kind,
         )
-        .await
+        .await?)
     }
 
     async fn customer_record(
@@ -139,7 +139,13 @@ impl CosmosStore {
                 )
             })
             .map_err(failed(operation))?;
-        commit(&self.customers, batch, operation).await
+        match commit(&self.customers, batch, operation).await? {
+            // The record's id was allocated for it: taken means the counter is behind the data.
+            Written::Exists => Err(StoreError::Backend(format!(
+                "cosmos {operation}: the new record's id is taken"
+            ))),
+            written => Ok(written),
+        }
     }
 
     /// The product a change of plan names, when the rule did not hand it over.
@@ -414,7 +420,7 @@ impl CustomerData for CosmosStore {
             {
                 Ok(_) => return Ok(doc.data.line),
                 Err(e) if e.status().is_precondition_failed() => continue,
-                Err(e) => return Err(failed("update subscription")(e)),
+                Err(e) => return Err(failed("update subscription")(e).into()),
             }
         }
     }

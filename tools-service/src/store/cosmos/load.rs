@@ -39,8 +39,9 @@ pub(super) async fn upsert_all<D: Keyed + Send + Sync>(
             .map_err(failed("upsert"))
     }))
     .buffer_unordered(PARALLEL)
-    .try_collect()
-    .await
+    .try_collect::<()>()
+    .await?;
+    Ok(())
 }
 
 /// Deletes every document of a container.
@@ -65,8 +66,9 @@ async fn clear(container: &ContainerClient) -> StoreResult<()> {
         }
     }))
     .buffer_unordered(PARALLEL)
-    .try_collect()
-    .await
+    .try_collect::<()>()
+    .await?;
+    Ok(())
 }
 
 /// Every document of a data set, checked for records that name what does not exist.

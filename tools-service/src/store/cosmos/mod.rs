@@ -24,53 +24,24 @@ mod customers;
 mod docs;
 mod load;
 
-use std::{
-    hash::{BuildHasher, RandomState},
-    sync::Arc,
-    time::Duration,
-};
-
 use async_trait::async_trait;
 use azure_data_cosmos::{
-    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query,
-    RoutingStrategy, TransactionalBatch,
-    clients::{ContainerClient, DatabaseClient},
+    FeedScope,
+    clients::ContainerClient,
     models::{
         CompositeIndex, CompositeIndexOrder, CompositeIndexProperty, ContainerProperties,
         CosmosNumber, IndexingMode, IndexingPolicy, PatchInstructions, PatchOperation,
     },
-    options::{
-        BinaryEncodingOptions, OperationOptionsBuilder, PatchItemOptions, PatchStrategy,
-        Precondition, ThrottlingRetryOptionsBuilder,
-    },
+    options::{PatchItemOptions, PatchStrategy},
 };
-use futures::TryStreamExt;
-use serde::de::DeserializeOwned;
+pub use shared::cosmos::CosmosConfig;
+use shared::cosmos::{
+    Attempts, CosmosFailure, Database, Written, commit, created_or_exists, failed, query, read, sql,
+};
 
 use self::docs::Counter;
 use super::*;
 use crate::seed::Dataset;
-
-/// Where the store is and which database it uses.
-#[derive(Clone)]
-pub struct CosmosConfig {
-    /// The account endpoint, e.g. `https://contoso.documents.azure.com:443/` (plain HTTP only
-    /// for an emulator on the loopback).
-    pub endpoint: String,
-    /// The account key.
-    pub key: String,
-    /// The database; created with the containers when missing.
-    pub database: String,
-}
-
-impl std::fmt::Debug for CosmosConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CosmosConfig")
-            .field("endpoint", &self.endpoint)
-            .field("database", &self.database)
-            .finish_non_exhaustive()
-    }
-}
 
 const CUSTOMERS: &str = "customers";
 const LOOKUP: &str = "lookup";
@@ -79,20 +50,10 @@ const COUNTERS: &str = "counters";
 /// The kinds of record whose ids the store allocates.
 const COUNTED: [&str; 3] = [docs::PAYMENT, docs::SECURITY_LOG, docs::TICKET];
 
-/// Reads and decisions of one state-dependent write before it gives up as contended.
-const MAX_ATTEMPTS: u32 = 25;
-/// The longest wait between two attempts.
-const MAX_BACKOFF_MS: u64 = 40;
-/// Retries of a throttled (429) request: a few, so an overloaded account fails a call in
-/// seconds instead of the SDK's default of minutes.
-const THROTTLE_RETRIES: u32 = 4;
-const THROTTLE_WAIT: Duration = Duration::from_secs(10);
-
 /// The Cosmos DB store. Cloning shares the client.
 #[derive(Clone)]
 pub struct CosmosStore {
-    database: Arc<DatabaseClient>,
-    name: String,
+    database: Database,
     customers: ContainerClient,
     lookup: ContainerClient,
     catalog: ContainerClient,
@@ -102,24 +63,15 @@ pub struct CosmosStore {
 impl std::fmt::Debug for CosmosStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CosmosStore")
-            .field("database", &self.name)
+            .field("database", &self.database.name())
             .finish_non_exhaustive()
     }
 }
 
-fn failed(operation: &'static str) -> impl Fn(CosmosError) -> StoreError {
-    move |error| StoreError::Backend(format!("cosmos {operation}: {error}"))
-}
-
-/// Creating what already exists (409) is what opening an existing database does.
-fn created_or_exists<T>(
-    result: azure_data_cosmos::Result<T>,
-    operation: &'static str,
-) -> StoreResult<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.status().is_conflict() => Ok(()),
-        Err(e) => Err(failed(operation)(e)),
+/// The database's words go to the log, as a backend error.
+impl From<CosmosFailure> for StoreError {
+    fn from(failure: CosmosFailure) -> Self {
+        StoreError::Backend(failure.to_string())
     }
 }
 
@@ -144,51 +96,20 @@ fn customer_indexing() -> IndexingPolicy {
 impl CosmosStore {
     /// Connects, and creates the database, its containers and its counters when missing.
     pub async fn open(config: &CosmosConfig) -> StoreResult<Self> {
-        let endpoint: AccountEndpoint = config.endpoint.parse().map_err(failed("endpoint"))?;
-        let account = AccountReference::with_authentication_key(endpoint, config.key.clone());
-        let throttling = ThrottlingRetryOptionsBuilder::new()
-            .with_max_retry_count(THROTTLE_RETRIES)
-            .with_max_retry_wait_time(THROTTLE_WAIT)
-            .build();
-        // Text JSON: the emulator reads no binary encoding, and the service reads both.
-        let client = CosmosClient::builder()
-            .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
-            .with_default_operation_options(
-                OperationOptionsBuilder::new()
-                    .with_throttling_retry_options(throttling)
-                    .build(),
-            )
-            .build(account, RoutingStrategy::PreferredRegions(vec![]))
-            .await
-            .map_err(failed("connect"))?;
-        created_or_exists(
-            client.create_database(&config.database, None).await,
-            "create database",
-        )?;
-        let database = client.database_client(&config.database);
-        for name in [CUSTOMERS, LOOKUP, CATALOG, COUNTERS] {
+        let database = Database::open(config).await?;
+        let container = async |name: &'static str| {
             let mut properties = ContainerProperties::new(name, "/pk".into());
             if name == CUSTOMERS {
                 properties = properties.with_indexing_policy(customer_indexing());
             }
-            created_or_exists(
-                database.create_container(properties, None).await,
-                "create container",
-            )?;
-        }
-        let container = async |name: &'static str| {
-            database
-                .container_client(name, None)
-                .await
-                .map_err(failed("open container"))
+            database.container(properties).await
         };
         let store = CosmosStore {
             customers: container(CUSTOMERS).await?,
             lookup: container(LOOKUP).await?,
             catalog: container(CATALOG).await?,
             counters: container(COUNTERS).await?,
-            database: Arc::new(database),
-            name: config.database.clone(),
+            database,
         };
         for kind in COUNTED {
             let counter = Counter::new(kind, 1);
@@ -221,116 +142,6 @@ impl CosmosStore {
     }
 }
 
-/// A point read of a document and the condition that a write of what was read must meet;
-/// `None` if there is no such document.
-async fn read<T: DeserializeOwned>(
-    container: &ContainerClient,
-    pk: &str,
-    id: &str,
-    operation: &'static str,
-) -> StoreResult<Option<(T, Precondition)>> {
-    let response = match container.read_item(pk.to_owned(), id, None).await {
-        Ok(response) => response,
-        Err(e) if e.status().is_not_found() => return Ok(None),
-        Err(e) => return Err(failed(operation)(e)),
-    };
-    let etag = response
-        .headers()
-        .etag()
-        .cloned()
-        .ok_or_else(|| StoreError::Backend(format!("cosmos {operation}: no ETag")))?;
-    let item = response.into_model().map_err(failed(operation))?;
-    Ok(Some((item, Precondition::if_match(etag))))
-}
-
-/// A query's text with its parameters.
-fn sql(text: &str, parameters: &[(&str, serde_json::Value)]) -> StoreResult<Query> {
-    parameters
-        .iter()
-        .try_fold(Query::from(text), |query, (name, value)| {
-            query.with_parameter(*name, value)
-        })
-        .map_err(failed("build query"))
-}
-
-/// Every result of a query, in the order the query gives.
-async fn query<T: DeserializeOwned + Send + 'static>(
-    container: &ContainerClient,
-    query: Query,
-    scope: FeedScope,
-    operation: &'static str,
-) -> StoreResult<Vec<T>> {
-    container
-        .query_items::<T>(query, scope, None)
-        .await
-        .map_err(failed(operation))?
-        .try_collect()
-        .await
-        .map_err(failed(operation))
-}
-
-/// Whether a conditional write happened or found the document changed since it was read.
-enum Written {
-    Done,
-    Stale,
-}
-
-/// Runs a batch of one partition: all of it, or (on a failed operation) none of it.
-async fn commit(
-    container: &ContainerClient,
-    batch: TransactionalBatch,
-    operation: &'static str,
-) -> StoreResult<Written> {
-    let response = match container.execute_transactional_batch(batch, None).await {
-        Ok(response) => response,
-        Err(e) if e.status().is_precondition_failed() => return Ok(Written::Stale),
-        Err(e) => return Err(failed(operation)(e)),
-    };
-    let outcome = response.into_model().map_err(failed(operation))?;
-    let results = outcome.results();
-    if results.iter().all(|r| r.is_success()) {
-        Ok(Written::Done)
-    } else if results.iter().any(|r| r.status_code() == 412) {
-        Ok(Written::Stale)
-    } else {
-        let statuses: Vec<u16> = results.iter().map(|r| r.status_code()).collect();
-        Err(StoreError::Backend(format!(
-            "cosmos {operation}: batch failed with statuses {statuses:?}"
-        )))
-    }
-}
-
-/// The attempts of one optimistic write: each after the first waits a random while, longer as
-/// attempts fail, so that writers that collided do not collide again in step.
-struct Attempts {
-    operation: &'static str,
-    made: u32,
-}
-
-impl Attempts {
-    fn new(operation: &'static str) -> Self {
-        Attempts { operation, made: 0 }
-    }
-
-    /// Waits for the next attempt; an error once the attempts are used up.
-    async fn next(&mut self) -> StoreResult<()> {
-        if self.made >= MAX_ATTEMPTS {
-            return Err(StoreError::Backend(format!(
-                "cosmos {}: contended ({MAX_ATTEMPTS} conflicting attempts)",
-                self.operation
-            )));
-        }
-        if self.made > 0 {
-            let window = (1u64 << self.made.min(6)).min(MAX_BACKOFF_MS);
-            // A fresh RandomState is randomly keyed: enough randomness for a jitter.
-            let wait = RandomState::new().hash_one(self.made) % (window + 1);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-        }
-        self.made += 1;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl StoreHealth for CosmosStore {
     fn backend(&self) -> &'static str {
@@ -338,15 +149,11 @@ impl StoreHealth for CosmosStore {
     }
 
     fn database(&self) -> String {
-        self.name.clone()
+        self.database.name().to_owned()
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.database
-            .read(None)
-            .await
-            .map_err(failed("read database"))?;
-        Ok(())
+        Ok(self.database.ping().await?)
     }
 }
 

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use shared::{config::Secret, cosmos::CosmosConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The emulator's well-known key (the emulator accepts any; this one runs the signing path).
@@ -82,6 +83,15 @@ impl Emulator {
         Emulator {
             endpoint: format!("{}/", url.trim_end_matches('/')),
             _child: child,
+        }
+    }
+
+    /// The settings of `database` on this emulator, with its well-known key.
+    pub fn config(&self, database: &str) -> CosmosConfig {
+        CosmosConfig {
+            endpoint: self.endpoint.clone(),
+            key: Secret::new(EMULATOR_KEY),
+            database: database.to_owned(),
         }
     }
 }

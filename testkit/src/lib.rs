@@ -1,0 +1,6 @@
+//! What the integration tests of several crates need and no crate should ship: test helpers in
+//! one place, used only as a dev-dependency.
+//!
+//! - [`cosmos`]: a local Cosmos DB emulator started for a test, and a database of its own.
+
+pub mod cosmos;
