@@ -441,7 +441,9 @@ impl Config {
                 ),
             ));
         }
-        self.cosmos.config().map(MemoryStorage::Cosmos)
+        self.cosmos
+            .config(self.model.azure_openai.credential.credential()?)
+            .map(MemoryStorage::Cosmos)
     }
 }
 
@@ -564,7 +566,11 @@ mod tests {
             ],
         ]
         .concat();
-        assert_eq!(refused(&endpoint), "COSMOSDB_KEY");
+        assert_eq!(
+            refused(&endpoint),
+            "AZURE_CREDENTIAL",
+            "no key and no identity"
+        );
         let keyed = [&endpoint[..], &["--cosmosdb-key", "secret-key"]].concat();
         assert_eq!(
             refused(&[&keyed[..], &["--cosmos-database-name", "a#b"]].concat()),
@@ -585,6 +591,15 @@ mod tests {
             "{described}"
         );
         assert!(!described.contains("secret-key"), "{described}");
+
+        // Without a key, the managed identity that AZURE_CREDENTIAL names for every Azure
+        // resource, with or without an Azure OpenAI deployment.
+        let entra = [&endpoint[..], &["--azure-credential", "managed-identity"]].concat();
+        let valid = parse(&entra).into_valid().expect("valid");
+        let MemoryStorage::Cosmos(config) = &valid.storage else {
+            panic!("expected Cosmos DB, got {:?}", valid.storage);
+        };
+        assert_eq!(config.auth.describe(), "managed identity");
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //                  /dev/null; env COSMOS_EMULATOR_IGNORE_STDIN=1).
 //     --trace      one stderr line per request: method, path, status, time, x-ms-* headers
 //                  (env COSMOS_EMULATOR_TRACE=1).
+//     --entra-only an account as deploy/ makes it: local (key) authentication disabled for data,
+//                  so documents, queries and batches need an Entra token (`type=aad`), which in
+//                  turn cannot create or delete databases and containers (the data-plane role
+//                  may not); those need the key, standing in for the control plane (ARM, Bicep).
+//                  Refusals are 401/403 with Cosmos DB's words (env COSMOS_EMULATOR_ENTRA_ONLY=1).
 //   The package is loaded from $COSMOS_EMULATOR_MODULES (a folder holding node_modules/), else
 //   from this folder (npm ci --prefix scripts/cosmos-emulator), else from
 //   <repo>/.interop/cosmos-emulator.
@@ -61,6 +66,7 @@ function parseArgs(argv) {
     certOut: env.COSMOS_EMULATOR_CERT_OUT || null,
     watchStdin: !truthy(env.COSMOS_EMULATOR_IGNORE_STDIN),
     trace: truthy(env.COSMOS_EMULATOR_TRACE),
+    entraOnly: truthy(env.COSMOS_EMULATOR_ENTRA_ONLY),
   };
   const args = [...argv];
   while (args.length) {
@@ -71,8 +77,9 @@ function parseArgs(argv) {
     else if (a === "--cert-out") opts.certOut = args.shift();
     else if (a === "--no-stdin") opts.watchStdin = false;
     else if (a === "--trace") opts.trace = true;
+    else if (a === "--entra-only") opts.entraOnly = true;
     else if (a === "-h" || a === "--help") {
-      process.stderr.write("usage: node launch.mjs [--port N] [--https [--cert-out FILE]] [--no-stdin] [--trace]\n");
+      process.stderr.write("usage: node launch.mjs [--port N] [--https [--cert-out FILE]] [--no-stdin] [--trace] [--entra-only]\n");
       process.exit(0);
     } else fail(`unknown argument: ${a}`);
   }
@@ -665,6 +672,42 @@ function guardHttp2(srv, tls) {
   });
 }
 guardHttp2(server, opts.https);
+
+// --entra-only: which credential each request needs. Creating, replacing or deleting a
+// database or a container is the control plane (the key here); reading the account, a database,
+// a container or its partition key ranges takes either; everything else is data (Entra).
+function requireEntra(srv) {
+  const handlers = srv.listeners("request");
+  srv.removeAllListeners("request");
+  const controlPath = /^\/dbs(\/[^/]+(\/colls(\/[^/]+)?)?)?\/?$/;
+  srv.on("request", (req, res) => {
+    let auth = req.headers.authorization ?? "";
+    try {
+      auth = decodeURIComponent(auth);
+    } catch {
+      // Left as sent: it matches neither form below.
+    }
+    const kind = /^type=aad&ver=1\.0&sig=\S+$/.test(auth) ? "aad" : /^type=master&/.test(auth) ? "master" : "none";
+    const where = req.url.split("?")[0];
+    // The account, its databases and containers: read with either, written with the key only.
+    const metadata = where === "/" || controlPath.test(where) || /^\/dbs\/[^/]+\/colls\/[^/]+\/pkranges\/?$/.test(where);
+    const control = metadata && req.method !== "GET";
+    const refuse = (status, code, message) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code, message }));
+    };
+    if (metadata && !control && kind !== "none") {
+      handlers.forEach((h) => h.call(srv, req, res));
+    } else if (control && kind !== "master") {
+      refuse(403, "Forbidden", `Request blocked by Auth: the given request [${req.method} ${req.url}] cannot be authorized by AAD token in data plane.`);
+    } else if (!control && kind !== "aad") {
+      refuse(401, "Unauthorized", "Local Authorization is disabled. Use an AAD token to authorize all requests.");
+    } else {
+      handlers.forEach((h) => h.call(srv, req, res));
+    }
+  });
+}
+if (opts.entraOnly) requireEntra(server);
 if (opts.trace) {
   server.prependListener("request", (req, res) => {
     const started = Date.now();
@@ -684,7 +727,7 @@ server.listen(opts.port, HOST, () => {
   listenPort = server.address().port;
   const url = `${scheme}://${HOST}:${listenPort}`;
   process.stdout.write(`READY ${url}\n`);
-  log(`${PACKAGE} ${pkgVersion} serving ${url} (patched: pk-range ids, ${scheme} locations, 404 reads, query scoping + plans, atomic batch, TTL, OFFSET/LIMIT, HTTP/2 refusal, return=minimal, keep-alive)`);
+  log(`${PACKAGE} ${pkgVersion} serving ${url} (patched: pk-range ids, ${scheme} locations, 404 reads, query scoping + plans, atomic batch, TTL, OFFSET/LIMIT, HTTP/2 refusal, return=minimal, keep-alive)${opts.entraOnly ? "; Entra only for data" : ""}`);
 });
 
 const sweep = setInterval(() => {

@@ -1,7 +1,8 @@
 //! Azure Cosmos DB (NoSQL API, `azure_data_cosmos`) the one way the platform uses it (feature
 //! `cosmos`): the connection settings every service reads the same way ([`CosmosArgs`], checked
-//! into a [`CosmosConfig`]), a client built with our options, the database and containers
-//! created when missing ([`Database`]), and the helpers each service's backend needs on top:
+//! into a [`CosmosConfig`]), a client built with our options and authenticated with the account
+//! key or the service's Entra identity ([`CosmosAuth`]), the database and containers created
+//! when missing with a key and checked with an identity ([`Database`]), and the helpers each service's backend needs on top:
 //! point reads with their ETag ([`read`]), queries ([`sql`], [`query`]), transactional batches
 //! whose every operation is checked ([`commit`]), and the bounded retries of an optimistic write
 //! ([`Attempts`]).
@@ -36,7 +37,7 @@ use azure_data_cosmos::{
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::config::{ConfigError, Secret};
+use crate::config::{AzureCredential, ConfigError, Secret};
 
 /// Retries of a throttled (429) request.
 pub const THROTTLE_RETRIES: u32 = 4;
@@ -60,10 +61,31 @@ pub struct CosmosArgs {
     #[arg(long, env = "COSMOS_DATABASE_NAME", default_value = "contoso")]
     pub cosmos_database_name: String,
 
-    /// The Cosmos DB account key (the emulator, development). Required with USE_COSMOSDB for
-    /// now: authentication with an Entra identity is not built yet.
+    /// The Cosmos DB account key (the emulator, development); the service then creates the
+    /// database and containers when missing. Without one, the service authenticates with its
+    /// Entra identity (AZURE_CREDENTIAL, AZURE_CLIENT_ID) and expects them to exist.
     #[arg(long, env = "COSMOSDB_KEY", hide_env_values = true)]
     pub cosmosdb_key: Option<Secret>,
+}
+
+/// How a service authenticates to its Cosmos DB account.
+#[derive(Debug, Clone)]
+pub enum CosmosAuth {
+    /// The account key: full rights, so the database and containers are created when missing.
+    Key(Secret),
+    /// An Entra token of the service's identity, which needs the data-plane role "Cosmos DB
+    /// Built-in Data Contributor" only: the database and containers must exist (deploy/).
+    Entra(AzureCredential),
+}
+
+impl CosmosAuth {
+    /// For logs and errors: which kind, never the secret.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            CosmosAuth::Key(_) => "account key",
+            CosmosAuth::Entra(AzureCredential::ManagedIdentity { .. }) => "managed identity",
+        }
+    }
 }
 
 /// Where the store is and which database it uses. `Debug` never shows the key.
@@ -72,8 +94,8 @@ pub struct CosmosConfig {
     /// The account endpoint, e.g. `https://contoso.documents.azure.com:443/` (plain HTTP only
     /// for an emulator on the loopback).
     pub endpoint: String,
-    /// The account key.
-    pub key: Secret,
+    /// The account key, or the Entra identity.
+    pub auth: CosmosAuth,
     /// The database; created with the containers when missing.
     pub database: String,
 }
@@ -89,9 +111,11 @@ impl CosmosConfig {
 }
 
 impl CosmosArgs {
-    /// The settings, checked, for a service that has `USE_COSMOSDB=true`; errors name the
-    /// setting to fix.
-    pub fn config(&self) -> Result<CosmosConfig, ConfigError> {
+    /// The settings, checked, for a service that has `USE_COSMOSDB=true`, with the Entra
+    /// identity the service's `AZURE_CREDENTIAL` names, if any; errors name the setting to fix.
+    /// A key, when set, is used even if a credential is named too (it may be there for another
+    /// resource).
+    pub fn config(&self, credential: Option<AzureCredential>) -> Result<CosmosConfig, ConfigError> {
         let endpoint = match self.cosmosdb_endpoint.as_deref().map(str::trim) {
             Some(endpoint) if !endpoint.is_empty() => endpoint.to_owned(),
             _ => {
@@ -116,16 +140,21 @@ impl CosmosArgs {
                 ),
             ));
         }
-        let key = self.cosmosdb_key.clone().ok_or_else(|| {
-            ConfigError::new(
-                "COSMOSDB_KEY",
-                "required with USE_COSMOSDB=true: authentication to Cosmos DB with an Entra \
-                 identity is not built yet",
-            )
-        })?;
+        let auth = match (self.cosmosdb_key.clone(), credential) {
+            (Some(key), _) => CosmosAuth::Key(key),
+            (None, Some(credential)) => CosmosAuth::Entra(credential),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "AZURE_CREDENTIAL",
+                    "USE_COSMOSDB=true needs a way to authenticate: AZURE_CREDENTIAL=managed-identity \
+                     (with AZURE_CLIENT_ID for a user-assigned identity) in Azure, or COSMOSDB_KEY \
+                     for the emulator",
+                ));
+            }
+        };
         Ok(CosmosConfig {
             endpoint,
-            key,
+            auth,
             database: database.to_owned(),
         })
     }
@@ -146,6 +175,18 @@ impl CosmosFailure {
             message: message.into(),
         }
     }
+
+    /// What an Entra identity found missing and may not create: the operator's next step.
+    pub fn missing(what: String) -> Self {
+        CosmosFailure::new(
+            "open",
+            format!(
+                "{what}; with Entra authentication the service does not create databases or \
+                 containers (its role is data-plane only): provision them (deploy/), or set \
+                 COSMOSDB_KEY to let the service create them"
+            ),
+        )
+    }
 }
 
 /// Turns an SDK error of `operation` into a [`CosmosFailure`].
@@ -165,11 +206,14 @@ pub fn created_or_exists<T>(
     }
 }
 
-/// One database of an account, created when missing. Cloning shares the client.
+/// One database of an account: created when missing with a key; expected to exist with an
+/// Entra identity. Cloning shares the client.
 #[derive(Clone)]
 pub struct Database {
     client: Arc<DatabaseClient>,
     name: String,
+    /// Whether the service may create what is missing (it holds the key).
+    creates: bool,
 }
 
 impl std::fmt::Debug for Database {
@@ -181,11 +225,20 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Connects with our client options and creates the database when missing.
+    /// Connects with our client options; with a key, creates the database when missing, and
+    /// with an Entra identity fails with [`CosmosFailure::missing`] if it does not exist.
     pub async fn open(config: &CosmosConfig) -> Result<Self, CosmosFailure> {
         let endpoint: AccountEndpoint = config.endpoint.parse().map_err(failed("endpoint"))?;
-        let account =
-            AccountReference::with_authentication_key(endpoint, config.key.expose().to_owned());
+        let account = match &config.auth {
+            CosmosAuth::Key(key) => {
+                AccountReference::with_authentication_key(endpoint, key.expose().to_owned())
+            }
+            CosmosAuth::Entra(credential) => AccountReference::with_credential(
+                endpoint,
+                crate::azure::entra_credential(credential)
+                    .map_err(|e| CosmosFailure::new("authenticate", e.to_string()))?,
+            ),
+        };
         let throttling = ThrottlingRetryOptionsBuilder::new()
             .with_max_retry_count(THROTTLE_RETRIES)
             .with_max_retry_wait_time(THROTTLE_WAIT)
@@ -201,31 +254,57 @@ impl Database {
             .build(account, RoutingStrategy::PreferredRegions(vec![]))
             .await
             .map_err(failed("connect"))?;
-        created_or_exists(
-            client.create_database(&config.database, None).await,
-            "create database",
-        )?;
+        let creates = matches!(config.auth, CosmosAuth::Key(_));
+        let database = client.database_client(&config.database);
+        if creates {
+            created_or_exists(
+                client.create_database(&config.database, None).await,
+                "create database",
+            )?;
+        } else {
+            // The data-plane role may not create databases; say which is missing.
+            match database.read(None).await {
+                Ok(_) => {}
+                Err(e) if e.status().is_not_found() => {
+                    return Err(CosmosFailure::missing(format!(
+                        "the database {} does not exist",
+                        config.database
+                    )));
+                }
+                Err(e) => return Err(failed("read database")(e)),
+            }
+        }
         Ok(Database {
-            client: Arc::new(client.database_client(&config.database)),
+            client: Arc::new(database),
             name: config.database.clone(),
+            creates,
         })
     }
 
-    /// The container `properties` describe, created when missing (an existing one is opened
-    /// as it is: its partition key, indexing and TTL are not changed).
+    /// The container `properties` describe, created when missing with a key (an existing one
+    /// is opened as it is: its partition key, indexing and TTL are not changed); with an Entra
+    /// identity, [`CosmosFailure::missing`] if it does not exist.
     pub async fn container(
         &self,
         properties: ContainerProperties,
     ) -> Result<ContainerClient, CosmosFailure> {
         let name = properties.id.to_string();
-        created_or_exists(
-            self.client.create_container(properties, None).await,
-            "create container",
-        )?;
-        self.client
-            .container_client(&name, None)
-            .await
-            .map_err(failed("open container"))
+        if self.creates {
+            created_or_exists(
+                self.client.create_container(properties, None).await,
+                "create container",
+            )?;
+        }
+        match self.client.container_client(&name, None).await {
+            Ok(container) => Ok(container),
+            Err(e) if !self.creates && e.status().is_not_found() => {
+                Err(CosmosFailure::missing(format!(
+                    "the container {name} of the database {} does not exist",
+                    self.name
+                )))
+            }
+            Err(e) => Err(failed("open container")(e)),
+        }
     }
 
     /// The database's name, as an operator names it (never the endpoint).
@@ -341,6 +420,43 @@ pub async fn commit(
     }
 }
 
+/// Queues for one replica's conditional writes to one document: writers on the same replica
+/// wait their turn instead of racing, so an ETag conflict comes only from another replica and
+/// [`MAX_ATTEMPTS`] is not used up by a burst on one replica (200 concurrent payments to one
+/// invoice, say). Keys share a fixed number of queues by hash: bounded memory, and two keys
+/// on one queue only wait for each other.
+#[derive(Clone)]
+pub struct WriteQueues {
+    queues: Arc<[tokio::sync::Mutex<()>]>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for WriteQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteQueues")
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+impl WriteQueues {
+    /// Queues shared by `queues` keys' writers (at least one).
+    pub fn new(queues: usize) -> Self {
+        WriteQueues {
+            queues: (0..queues.max(1))
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Waits for `key`'s turn; the turn lasts as long as the guard.
+    pub async fn enter(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let slot = (self.hasher.hash_one(key) % self.queues.len() as u64) as usize;
+        self.queues[slot].lock().await
+    }
+}
+
 /// The attempts of one optimistic write: each after the first waits a random while, longer as
 /// attempts fail, so that writers that collided do not collide again in step.
 #[derive(Debug)]
@@ -384,11 +500,18 @@ mod tests {
     }
 
     fn config(args: &[&str]) -> Result<CosmosConfig, ConfigError> {
+        config_with(args, None)
+    }
+
+    fn config_with(
+        args: &[&str],
+        credential: Option<AzureCredential>,
+    ) -> Result<CosmosConfig, ConfigError> {
         use clap::Parser;
         Cli::try_parse_from(std::iter::once("service").chain(args.iter().copied()))
             .expect("flags parse")
             .cosmos
-            .config()
+            .config(credential)
     }
 
     #[test]
@@ -403,7 +526,11 @@ mod tests {
             "--cosmosdb-endpoint",
             "https://contoso.documents.azure.com:443/",
         ];
-        assert_eq!(refused(&endpoint), "COSMOSDB_KEY");
+        assert_eq!(
+            refused(&endpoint),
+            "AZURE_CREDENTIAL",
+            "no key and no identity"
+        );
         let named = |name: &str| {
             config(
                 &[
@@ -425,13 +552,30 @@ mod tests {
         let good =
             config(&[&endpoint[..], &["--cosmosdb-key", "secret-key"]].concat()).expect("valid");
         assert_eq!(good.database, "contoso", "the default");
-        assert_eq!(good.key.expose(), "secret-key");
+        assert!(
+            matches!(&good.auth, CosmosAuth::Key(key) if key.expose() == "secret-key"),
+            "{good:?}"
+        );
         let shown = format!("{good:?} {}", good.describe());
         assert!(shown.contains("contoso.documents.azure.com"), "{shown}");
         assert!(
             !shown.contains("secret-key"),
             "the key is never shown: {shown}"
         );
+        // Without a key, the service's Entra identity; a key wins over it.
+        let identity = AzureCredential::ManagedIdentity { client_id: None };
+        let entra = config_with(&endpoint, Some(identity.clone())).expect("an identity");
+        assert!(
+            matches!(&entra.auth, CosmosAuth::Entra(c) if *c == identity),
+            "{entra:?}"
+        );
+        assert_eq!(entra.auth.describe(), "managed identity");
+        let both = config_with(
+            &[&endpoint[..], &["--cosmosdb-key", "k"]].concat(),
+            Some(identity),
+        )
+        .expect("valid");
+        assert_eq!(both.auth.describe(), "account key");
         // An emulator on the loopback may be plain HTTP.
         assert!(
             config(&[

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use shared::{config::Secret, cosmos::CosmosConfig};
+use shared::{
+    config::Secret,
+    cosmos::{CosmosAuth, CosmosConfig},
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The emulator's well-known key (the emulator accepts any; this one runs the signing path).
@@ -59,9 +62,20 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start() -> Emulator {
+        Emulator::start_with(&[]).await
+    }
+
+    /// An emulator of an account whose data needs an Entra token (`--entra-only`: the key
+    /// only creates databases and containers, as the control plane does in Azure).
+    pub async fn entra_only() -> Emulator {
+        Emulator::start_with(&["--entra-only"]).await
+    }
+
+    async fn start_with(flags: &[&str]) -> Emulator {
         let mut child = tokio::process::Command::new("node")
             .arg(repo_root().join("scripts/cosmos-emulator/launch.mjs"))
             .args(["--port", "0"])
+            .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -90,7 +104,7 @@ impl Emulator {
     pub fn config(&self, database: &str) -> CosmosConfig {
         CosmosConfig {
             endpoint: self.endpoint.clone(),
-            key: Secret::new(EMULATOR_KEY),
+            auth: CosmosAuth::Key(Secret::new(EMULATOR_KEY)),
             database: database.to_owned(),
         }
     }

@@ -164,7 +164,9 @@ impl Config {
 
     #[cfg(feature = "cosmos")]
     fn cosmos(&self) -> Result<StorageConfig, ConfigError> {
-        self.cosmos.config().map(StorageConfig::Cosmos)
+        self.cosmos
+            .config(self.azure_openai.credential.credential()?)
+            .map(StorageConfig::Cosmos)
     }
 
     /// Checks the settings that parse but do not make sense together, and returns the
@@ -321,7 +323,11 @@ mod tests {
             "--cosmosdb-endpoint",
             "https://contoso.documents.azure.com:443/",
         ];
-        assert_eq!(refused(&endpoint), "COSMOSDB_KEY");
+        assert_eq!(
+            refused(&endpoint),
+            "AZURE_CREDENTIAL",
+            "no key and no identity"
+        );
         let bad_name = [
             &endpoint[..],
             &["--cosmosdb-key", "k", "--cosmos-database-name", "a/b"],
@@ -345,6 +351,18 @@ mod tests {
             parse(&[]).storage().expect("valid"),
             StorageConfig::Sqlite { .. }
         ));
+        // Without a key, the service's managed identity (the same setting as for Azure OpenAI).
+        let mut entra = vec![
+            "--use-cosmosdb",
+            "true",
+            "--azure-credential",
+            "managed-identity",
+        ];
+        entra.extend_from_slice(&endpoint);
+        let StorageConfig::Cosmos(cosmos) = parse(&entra).storage().expect("valid") else {
+            panic!("expected Cosmos DB");
+        };
+        assert_eq!(cosmos.auth.describe(), "managed identity");
     }
 
     #[test]

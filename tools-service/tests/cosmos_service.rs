@@ -95,3 +95,94 @@ async fn the_service_on_cosmos_answers_what_it_answers_on_sqlite() {
         "{refused}"
     );
 }
+
+/// The binary's output when it is started with `env` and ends by itself within 30 s.
+async fn start_fails(dir: &std::path::Path, env: &[(&str, String)]) -> String {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tools-service"))
+            .env_clear()
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("DB_PATH", dir.join("audit.db"))
+            .env("DISABLE_AUTH", "true")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the service gave up within 30 s")
+    .expect("run tools-service");
+    assert!(!output.status.success(), "the service started");
+    String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned()
+}
+
+#[tokio::test]
+async fn with_its_managed_identity_the_service_sends_entra_tokens_and_names_what_is_missing() {
+    use devstack::managed_identity::ManagedIdentity;
+    use shared::cosmos::Database;
+    use tools_service::store::cosmos::CosmosStore;
+
+    if !cosmos::installed() {
+        return;
+    }
+    const CLIENT_ID: &str = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+    // An account as deploy/ makes it: the data needs an Entra token; only the key (standing in
+    // for the control plane) creates databases and containers.
+    let emulator = cosmos::Emulator::entra_only().await;
+    let identity = ManagedIdentity::spawn(std::time::Duration::from_secs(3600))
+        .await
+        .expect("identity endpoint");
+    let database = cosmos::database("entra");
+    let mut env: Vec<(&str, String)> = identity.env().to_vec();
+    env.extend([
+        ("USE_COSMOSDB", "true".to_owned()),
+        ("COSMOSDB_ENDPOINT", emulator.endpoint.clone()),
+        ("COSMOS_DATABASE_NAME", database.clone()),
+        ("AZURE_CREDENTIAL", "managed-identity".to_owned()),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+    ]);
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // Nothing provisioned: the service may not create the database, and says so.
+    let said = start_fails(dir.path(), &env).await;
+    assert!(
+        said.contains(&format!("the database {database} does not exist")),
+        "{said}"
+    );
+    assert!(said.contains("COSMOSDB_KEY"), "the remedy: {said}");
+
+    // The database alone: it names the first missing container.
+    let provisioner = Database::open(&emulator.config(&database))
+        .await
+        .expect("the key creates the database");
+    let said = start_fails(dir.path(), &env).await;
+    assert!(
+        said.contains(&format!(
+            "the container customers of the database {database} does not exist"
+        )),
+        "{said}"
+    );
+
+    // Provisioned: the service seeds and serves with tokens of its user-assigned identity.
+    for container in CosmosStore::containers() {
+        provisioner.container(container).await.expect("provision");
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&env).await;
+    let ready = server.readyz().await;
+    assert_eq!(ready["store"], "cosmos", "{ready}");
+    let client = server.client().await;
+    let detail = ok(&client, "get_customer_detail", json!({"customer_id": 251})).await;
+    assert_eq!(detail["customer_id"], 251, "{detail}");
+    let requests = identity.requests();
+    assert!(!requests.is_empty(), "no token was asked for");
+    for request in requests {
+        assert_eq!(
+            request.resource.as_deref(),
+            Some("https://cosmos.azure.com"),
+            "{request:?}"
+        );
+        assert_eq!(request.client_id.as_deref(), Some(CLIENT_ID), "{request:?}");
+        assert!(request.secret_ok, "{request:?}");
+    }
+}

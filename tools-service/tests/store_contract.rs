@@ -29,6 +29,8 @@ const INVOICE: i64 = 100;
 struct Backend {
     name: &'static str,
     storage: Storage,
+    /// A second store on the same database: another replica of the service.
+    replica: Storage,
     /// What the backend lives in, kept until the test ends: SQLite's directory, or the
     /// emulator process of a Cosmos DB backend.
     _dir: Option<tempfile::TempDir>,
@@ -43,9 +45,13 @@ async fn backends() -> Vec<Backend> {
         .expect("open");
     let storage = Storage::of(store);
     storage.seeding.replace_all(&dataset()).await.expect("load");
+    let replica = SqliteStore::open(&dir.path().join("contract.db"))
+        .await
+        .expect("open again");
     let mut all = vec![Backend {
         name: "sqlite",
         storage,
+        replica: Storage::of(replica),
         _dir: Some(dir),
         _emulator: None,
     }];
@@ -62,9 +68,11 @@ async fn cosmos() -> Backend {
     let store = CosmosStore::open(&config).await.expect("open cosmos");
     let storage = Storage::of(store);
     storage.seeding.replace_all(&dataset()).await.expect("load");
+    let replica = CosmosStore::open(&config).await.expect("open cosmos again");
     Backend {
         name: "cosmos",
         storage,
+        replica: Storage::of(replica),
         _dir: None,
         _emulator: Some(emulator),
     }
@@ -222,13 +230,14 @@ async fn pages_cover_every_customer_once_and_a_foreign_cursor_is_refused() {
 async fn concurrent_payments_are_decided_one_after_another_and_never_overpay() {
     for b in backends().await {
         let customers = b.storage.customers.clone();
-        // Forty payments of $3.00 on $100.00: 33 fit, the 34th would overpay by $2.00.
-        let attempts = (0..40).map(|_| {
-            let customers = customers.clone();
+        // Two hundred payments of $0.60 on $100.00, half through each of two replicas: 166
+        // fit, the 167th would overpay by $0.20.
+        let attempts = (0..200).map(|n| {
+            let customers = [&b.storage, &b.replica][n % 2].customers.clone();
             tokio::spawn(async move {
                 let new = NewPayment {
                     invoice_id: INVOICE,
-                    amount: Money::dollars(3),
+                    amount: Money::from_cents(60),
                     method: PaymentMethod::DebitCard,
                     paid_at: Utc::now(),
                 };
@@ -245,30 +254,30 @@ async fn concurrent_payments_are_decided_one_after_another_and_never_overpay() {
             .map(|joined| joined.expect("no panic"))
             .collect();
         let receipts: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-        assert_eq!(receipts.len(), 33, "{}", b.name);
+        assert_eq!(receipts.len(), 166, "{}", b.name);
         for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
             assert!(
-                matches!(refused, StoreError::Refused(Refusal::Overpayment { outstanding, .. }) if *outstanding == Money::dollars(1)),
+                matches!(refused, StoreError::Refused(Refusal::Overpayment { outstanding, .. }) if *outstanding == Money::from_cents(40)),
                 "{refused}"
             );
         }
         let mut ids: Vec<i64> = receipts.iter().map(|r| r.payment.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), 33, "every payment has its own id");
+        assert_eq!(ids.len(), 166, "every payment has its own id");
         let invoice = customers
             .invoice(ALICE, INVOICE, today())
             .await
             .expect("read")
             .expect("hers");
-        assert_eq!(invoice.outstanding, Money::dollars(1));
+        assert_eq!(invoice.outstanding, Money::from_cents(40));
         assert_eq!(
             customers
                 .payments(ALICE, INVOICE)
                 .await
                 .expect("read")
                 .len(),
-            33
+            166
         );
         // The receipt of the last payment shows what it left.
         let least = receipts
@@ -276,7 +285,7 @@ async fn concurrent_payments_are_decided_one_after_another_and_never_overpay() {
             .map(|r| r.invoice.outstanding)
             .min()
             .expect("some");
-        assert_eq!(least, Money::dollars(1));
+        assert_eq!(least, Money::from_cents(40));
     }
 }
 

@@ -60,11 +60,7 @@ mod docs;
 mod pending;
 mod sessions;
 
-use std::{
-    hash::{BuildHasher, RandomState},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use azure_data_cosmos::{
@@ -80,7 +76,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shared::cosmos::{
-    Attempts, CosmosConfig, CosmosFailure, Database, Written, commit, failed, query, read, sql,
+    Attempts, CosmosConfig, CosmosFailure, Database, WriteQueues, Written, commit, failed, query,
+    read, sql,
 };
 
 use self::docs::*;
@@ -112,9 +109,7 @@ pub struct CosmosConversations {
     /// Injected so tests can expire conversations without waiting.
     clock: Arc<dyn Clock>,
     /// Queue this replica's appends to one conversation (see the module docs).
-    appending: Arc<[tokio::sync::Mutex<()>; APPEND_LOCKS]>,
-    /// Keys the choice of an append lock.
-    hasher: RandomState,
+    appending: WriteQueues,
 }
 
 impl fmt::Debug for CosmosConversations {
@@ -201,8 +196,21 @@ fn from_millis(millis: i64) -> MemoryResult<DateTime<Utc>> {
 }
 
 impl CosmosConversations {
-    /// Connects, creates the database and its containers when missing, and reads the time
-    /// from the system clock.
+    /// The containers the memory keeps its documents in, as they are created: what a
+    /// deployment provisions for a service that authenticates with an Entra identity. Both
+    /// allow per-item TTL (`default_ttl = -1`).
+    pub fn containers() -> [ContainerProperties; 2] {
+        [
+            ContainerProperties::new(CONVERSATIONS, "/pk".into())
+                .with_indexing_policy(conversation_indexing())
+                .with_default_ttl(TimeToLive::NoDefault),
+            ContainerProperties::new(SESSIONS, "/pk".into())
+                .with_default_ttl(TimeToLive::NoDefault),
+        ]
+    }
+
+    /// Connects, creates the database and its containers when missing (with a key), and
+    /// reads the time from the system clock.
     pub async fn open(cosmos: &CosmosConfig, config: MemoryConfig) -> MemoryResult<Self> {
         Self::open_with_clock(cosmos, config, Arc::new(SystemClock)).await
     }
@@ -221,27 +229,16 @@ impl CosmosConversations {
             )));
         }
         let database = Database::open(cosmos).await?;
-        let conversations = database
-            .container(
-                ContainerProperties::new(CONVERSATIONS, "/pk".into())
-                    .with_indexing_policy(conversation_indexing())
-                    .with_default_ttl(TimeToLive::NoDefault),
-            )
-            .await?;
-        let sessions = database
-            .container(
-                ContainerProperties::new(SESSIONS, "/pk".into())
-                    .with_default_ttl(TimeToLive::NoDefault),
-            )
-            .await?;
+        let [conversations, sessions] = Self::containers();
+        let conversations = database.container(conversations).await?;
+        let sessions = database.container(sessions).await?;
         Ok(CosmosConversations {
             database,
             conversations,
             sessions,
             config,
             clock,
-            appending: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
-            hasher: RandomState::new(),
+            appending: WriteQueues::new(APPEND_LOCKS),
         })
     }
 
@@ -393,12 +390,6 @@ impl CosmosConversations {
         Ok(())
     }
 
-    /// The local lock that queues appends to `id` on this replica.
-    fn append_lock(&self, id: &ConversationId) -> &tokio::sync::Mutex<()> {
-        let slot = (self.hasher.hash_one(id.as_str()) % APPEND_LOCKS as u64) as usize;
-        &self.appending[slot]
-    }
-
     /// Creates a conversation (with its session link, if any) in one batch.
     async fn create_head(
         &self,
@@ -452,7 +443,7 @@ impl ConversationStore for CosmosConversations {
                 limit: self.config.max_turn_bytes,
             });
         }
-        let _queued = self.append_lock(id).lock().await;
+        let _queued = self.appending.enter(id.as_str()).await;
         let mut attempts = Attempts::new("append a turn");
         loop {
             attempts.next().await?;

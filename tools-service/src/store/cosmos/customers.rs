@@ -355,6 +355,7 @@ impl CustomerData for CosmosStore {
         today: NaiveDate,
         decide: &PaymentRule<'_>,
     ) -> StoreResult<PaymentReceipt> {
+        let _queued = self.writing.enter(&partition(customer)).await;
         let mut attempts = Attempts::new("pay invoice");
         // One id for every attempt: a retry is the same payment decided again.
         let mut payment_id = None;
@@ -396,6 +397,7 @@ impl CustomerData for CosmosStore {
         id: i64,
         decide: &SubscriptionRule<'_>,
     ) -> StoreResult<Subscription> {
+        let _queued = self.writing.enter(&partition(customer)).await;
         let mut attempts = Attempts::new("update subscription");
         loop {
             attempts.next().await?;
@@ -430,6 +432,7 @@ impl CustomerData for CosmosStore {
         customer: i64,
         decide: &UnlockRule<'_>,
     ) -> StoreResult<UnlockReceipt> {
+        let _queued = self.writing.enter(&partition(customer)).await;
         let mut attempts = Attempts::new("unlock account");
         let mut entry_id = None;
         loop {
