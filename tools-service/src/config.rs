@@ -96,7 +96,30 @@ pub struct Config {
 
     /// Without a command, the service runs.
     #[command(subcommand)]
-    pub command: Option<ServiceCommand>,
+    pub command: Option<Command>,
+}
+
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Service(ServiceCommand),
+    /// Seed the store (SQLite at DB_PATH, or Cosmos DB with USE_COSMOSDB) with the demo data and
+    /// exit, without serving: a one-shot job (an init container, a Container Apps job). A store
+    /// that already holds customers is left as it is unless --force.
+    Seed(SeedArgs),
+}
+
+/// `tools-service seed`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedArgs {
+    /// Replace whatever the store holds.
+    #[arg(long)]
+    pub force: bool,
+    /// Random customers to generate (default: SEED_CUSTOMER_COUNT); the nine scenario
+    /// customers come on top.
+    #[arg(long)]
+    pub count: Option<u32>,
 }
 
 /// A configuration that passed [`Config::validate`], with the authentication plan it produced:
@@ -121,6 +144,17 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Customers above this are refused: the generator keeps the whole data set in memory.
 const MAX_SEED_CUSTOMERS: u32 = 1_000_000;
+
+/// A number of customers to seed, checked; `variable` names where it came from.
+pub fn check_seed_count(variable: &'static str, count: u32) -> Result<u32, ConfigError> {
+    if count > MAX_SEED_CUSTOMERS {
+        return Err(ConfigError::new(
+            variable,
+            format!("{count} is above the limit of {MAX_SEED_CUSTOMERS}"),
+        ));
+    }
+    Ok(count)
+}
 
 impl Config {
     /// Parses a configuration from flags (without the program name), with environment
@@ -172,15 +206,7 @@ impl Config {
     /// Checks the settings that parse but do not make sense together, and returns the
     /// authentication plan.
     pub fn validate(&self) -> Result<AuthPlan, ConfigError> {
-        if self.seed_customer_count > MAX_SEED_CUSTOMERS {
-            return Err(ConfigError::new(
-                "SEED_CUSTOMER_COUNT",
-                format!(
-                    "{} is above the limit of {MAX_SEED_CUSTOMERS}",
-                    self.seed_customer_count
-                ),
-            ));
-        }
+        check_seed_count("SEED_CUSTOMER_COUNT", self.seed_customer_count)?;
         if self.troubleshoot_step_ms > 60_000 {
             return Err(ConfigError::new(
                 "TROUBLESHOOT_STEP_MS",

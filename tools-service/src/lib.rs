@@ -115,12 +115,26 @@ pub async fn seed_if_needed(store: &dyn SeedData, config: &Config) -> anyhow::Re
     } else {
         return Ok(());
     };
-    let started = Instant::now();
-    let data = seed::generate(
+    seed_store(
+        store,
+        reason,
         config.seed_customer_count,
         config.seed_random,
-        chrono::Utc::now(),
-    );
+    )
+    .await
+}
+
+/// Replaces what `store` holds with `count` random customers from `rng_seed` and the scenario
+/// customers, and logs what was written and how long it took.
+pub async fn seed_store(
+    store: &dyn SeedData,
+    reason: &str,
+    count: u32,
+    rng_seed: u64,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data = seed::generate(count, rng_seed, chrono::Utc::now());
+    let generated_ms = started.elapsed().as_millis() as u64;
     store
         .replace_all(&data)
         .await
@@ -128,8 +142,11 @@ pub async fn seed_if_needed(store: &dyn SeedData, config: &Config) -> anyhow::Re
     tracing::info!(
         reason,
         customers = data.customers.len(),
-        rng_seed = config.seed_random,
+        rng_seed,
+        subscriptions = data.subscriptions.len(),
         invoices = data.invoices.len(),
+        usage_rows = data.usage.len(),
+        generated_ms,
         duration_ms = started.elapsed().as_millis() as u64,
         "database seeded"
     );
