@@ -1,6 +1,8 @@
-//! `tools-bench`: starts the release `tools-service` binary on a fresh seeded database and drives
-//! it with concurrent MCP clients over streamable HTTP, printing calls/s and latency
-//! percentiles per tool and concurrency, resident memory, and time to the first `tools/list`.
+//! `tools-bench`: seeds a fresh database with the release `tools-service seed` job (timed), starts
+//! the release binary on it and drives it with concurrent MCP clients over streamable HTTP,
+//! printing calls/s and latency percentiles per tool and concurrency, resident memory, and time
+//! to the first `tools/list`. With `--cosmos-endpoint` the data is in Cosmos DB (the local
+//! emulator: `node scripts/cosmos-emulator/launch.mjs --port 8081 --no-stdin`).
 //!
 //! Run: `cargo build --release -p tools-service -p devstack && target/release/tools-bench`
 //!
@@ -16,6 +18,7 @@ use std::{
 use clap::Parser;
 use devstack::load::{self, Calls};
 use serde_json::json;
+use tools_service::seed::SCENARIO_IDS;
 
 #[derive(Debug, Parser)]
 #[command(name = "tools-bench", about = "Benchmark the tools service over MCP")]
@@ -35,29 +38,98 @@ struct Args {
     /// The service binary; default: `tools-service` next to this program.
     #[arg(long)]
     service_bin: Option<PathBuf>,
+    /// Keep the data in this Cosmos DB account (USE_COSMOSDB) instead of SQLite; a fresh
+    /// database of its own each run.
+    #[arg(long)]
+    cosmos_endpoint: Option<String>,
+    /// The account key for --cosmos-endpoint (default: the emulator's well-known key).
+    #[arg(
+        long,
+        default_value = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+    )]
+    cosmos_key: String,
+}
+
+/// Where the data is: the environment that chooses it.
+fn storage_env(args: &Args, db: &Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![("DB_PATH", db.display().to_string())];
+    if let Some(endpoint) = &args.cosmos_endpoint {
+        env.extend([
+            ("USE_COSMOSDB", "true".to_owned()),
+            ("COSMOSDB_ENDPOINT", endpoint.clone()),
+            ("COSMOSDB_KEY", args.cosmos_key.clone()),
+            (
+                "COSMOS_DATABASE_NAME",
+                format!("tools-bench-{}", std::process::id()),
+            ),
+        ]);
+    }
+    env
+}
+
+/// Runs `tools-service seed --force --count N` on the store; how long it took.
+async fn seed(
+    bin: &Path,
+    storage: &[(&'static str, String)],
+    customers: u32,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = tokio::process::Command::new(bin)
+        .args(["seed", "--force", "--count", &customers.to_string()])
+        .envs(storage.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "tools-service seed failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(started.elapsed())
+}
+
+/// Invoices with at least $50.00 outstanding, found through `get_billing_summary`: what the
+/// `pay_invoice` case pays a cent at a time without running out.
+async fn open_invoices(url: &str, customers: &[i64]) -> anyhow::Result<Vec<i64>> {
+    let client = reqwest::Client::new();
+    let mut found = Vec::new();
+    for customer in customers {
+        let body = load::rpc(
+            &client,
+            url,
+            None,
+            "tools/call",
+            json!({"name": "get_billing_summary", "arguments": {"customer_id": customer}}),
+        )
+        .await?;
+        let open = body["result"]["structuredContent"]["open_invoices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        found.extend(open.iter().filter_map(|invoice| {
+            let outstanding = invoice["outstanding"].as_f64()?;
+            (outstanding >= 50.0).then(|| invoice["invoice_id"].as_i64())?
+        }));
+    }
+    anyhow::ensure!(!found.is_empty(), "no invoice with $50.00 outstanding");
+    Ok(found)
 }
 
 /// Starts the service on `db` and returns it with the time from spawn to its first `tools/list`.
 async fn start(
     bin: &Path,
-    db: &Path,
-    customers: u32,
+    storage: &[(&'static str, String)],
 ) -> anyhow::Result<(load::Process, String, Duration)> {
     let started = Instant::now();
-    let service = load::spawn(
-        bin,
-        &[],
-        [
-            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
-            ("DB_PATH", db.display().to_string()),
-            ("SEED_CUSTOMER_COUNT", customers.to_string()),
-            ("RUST_LOG", "warn,shared::http=info".to_owned()),
-            // Token verification is measured on its own (devstack's verify_bench example): a
-            // cached token costs well under a microsecond, so the service is measured without it.
-            ("DISABLE_AUTH", "true".to_owned()),
-        ],
-    )
-    .await?;
+    let env = [
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("SEED_ON_STARTUP", "false".to_owned()),
+        ("RUST_LOG", "warn,shared::http=info".to_owned()),
+        // Token verification is measured on its own (devstack's verify_bench example): a
+        // cached token costs well under a microsecond, so the service is measured without it.
+        ("DISABLE_AUTH", "true".to_owned()),
+    ];
+    let service = load::spawn(bin, &[], env.into_iter().chain(storage.iter().cloned())).await?;
     let url = format!("http://{}/mcp", service.addr);
     load::until_listing(&url, None, Duration::from_secs(30)).await?;
     Ok((service, url, started.elapsed()))
@@ -66,7 +138,7 @@ async fn start(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = match args.service_bin {
+    let bin = match args.service_bin.clone() {
         Some(bin) => bin,
         None => load::sibling_binary("tools-service")?,
     };
@@ -74,20 +146,29 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("contoso.db");
 
-    // First start seeds the database; later starts measure start-up on a seeded database.
-    let (seeding, _, _) = start(&bin, &db, args.customers).await?;
-    drop(seeding);
+    let storage = storage_env(&args, &db);
+    let seeding = seed(&bin, &storage, args.customers).await?;
     let mut first_lists = Vec::new();
     for _ in 0..args.starts {
-        let (service, _, first_list) = start(&bin, &db, args.customers).await?;
+        let (service, _, first_list) = start(&bin, &storage).await?;
         first_lists.push(first_list);
         drop(service);
     }
 
-    let (service, url, _) = start(&bin, &db, args.customers).await?;
+    let (service, url, _) = start(&bin, &storage).await?;
     let pid = service.pid()?;
     let idle_rss = load::memory_kib(pid, "VmRSS:").unwrap_or(0);
-    let customers = i64::from(args.customers) + 9;
+    // The random customers' ids go round the scenario customers 251-259.
+    let ids: Arc<Vec<i64>> = Arc::new(
+        (1..)
+            .filter(|id| !SCENARIO_IDS.contains(id))
+            .take(args.customers as usize)
+            .chain(SCENARIO_IDS)
+            .collect(),
+    );
+    let customers = ids.len();
+    // At most 2,000 customers' summaries: enough open invoices to spread the payments over.
+    let invoices = Arc::new(open_invoices(&url, &ids[ids.len().saturating_sub(2_000)..]).await?);
     let queries = [
         "data overage policy",
         "refund for a returned phone",
@@ -99,19 +180,34 @@ async fn main() -> anyhow::Result<()> {
     let cases: Vec<Case> = vec![
         (
             "get_customer_detail",
-            Arc::new(move |n| {
-                (
-                    "get_customer_detail".into(),
-                    json!({"customer_id": 1 + (n as i64 % customers)}),
-                )
+            Arc::new({
+                let ids = ids.clone();
+                move |n| {
+                    (
+                        "get_customer_detail".into(),
+                        json!({"customer_id": ids[n as usize % ids.len()]}),
+                    )
+                }
             }),
         ),
         (
             "get_billing_summary",
+            Arc::new({
+                let ids = ids.clone();
+                move |n| {
+                    (
+                        "get_billing_summary".into(),
+                        json!({"customer_id": ids[n as usize % ids.len()]}),
+                    )
+                }
+            }),
+        ),
+        (
+            "pay_invoice",
             Arc::new(move |n| {
                 (
-                    "get_billing_summary".into(),
-                    json!({"customer_id": 1 + (n as i64 % customers)}),
+                    "pay_invoice".into(),
+                    json!({"invoice_id": invoices[n as usize % invoices.len()], "amount": 0.01}),
                 )
             }),
         ),
@@ -126,8 +222,13 @@ async fn main() -> anyhow::Result<()> {
         ),
     ];
     println!(
-        "tools-service benchmark: {} customers, {} s per row, {} logical CPUs",
+        "tools-service benchmark: {} customers on {}, {} s per row, {} logical CPUs",
         customers,
+        if args.cosmos_endpoint.is_some() {
+            "Cosmos DB"
+        } else {
+            "SQLite"
+        },
         args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -159,6 +260,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| peak resident memory (MiB) | {:.1} |",
         peak as f64 / 1024.0
+    );
+    println!(
+        "| seeding {} customers with `tools-service seed` (s) | {:.1} |",
+        customers,
+        seeding.as_secs_f64()
     );
     println!(
         "| start to first tools/list, seeded DB (ms, median of {}) | {:.0} |",
