@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{SqliteStore, next_id, rows::*};
+use super::{SqliteStore, load, next_id, rows::*};
 use crate::{
     domain::{
         writes::{self, PaymentReceipt, UnlockReceipt},
@@ -381,19 +381,14 @@ pub(super) async fn insert_payment(
     tx: &mut sqlx::SqliteConnection,
     payment: &Payment,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO payments (id, invoice_id, paid_at, amount_cents, method, status) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+    load::insert_rows(
+        tx,
+        load::PAYMENTS,
+        6,
+        std::slice::from_ref(payment),
+        load::bind_payment,
     )
-    .bind(payment.id)
-    .bind(payment.invoice_id)
-    .bind(payment.paid_at)
-    .bind(payment.amount.cents())
-    .bind(payment.method.as_str())
-    .bind(payment.status.as_str())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// One security-log entry, as a write records it and as seeding loads it.
@@ -401,18 +396,14 @@ pub(super) async fn insert_security_log(
     tx: &mut sqlx::SqliteConnection,
     entry: &SecurityLog,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO security_logs (id, customer_id, event_type, occurred_at, description) \
-         VALUES (?, ?, ?, ?, ?)",
+    load::insert_rows(
+        tx,
+        load::SECURITY_LOGS,
+        5,
+        std::slice::from_ref(entry),
+        load::bind_security_log,
     )
-    .bind(entry.id)
-    .bind(entry.customer_id)
-    .bind(entry.event_type.as_str())
-    .bind(entry.occurred_at)
-    .bind(&entry.description)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(super) async fn insert_ticket(

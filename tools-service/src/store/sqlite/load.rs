@@ -2,7 +2,12 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, query_builder::Separated};
 
-use crate::{money::Money, seed::Dataset, store::StoreResult};
+use crate::{
+    domain::{Payment, SecurityLog},
+    money::Money,
+    seed::Dataset,
+    store::StoreResult,
+};
 
 /// Bound parameters per statement, at most: SQLite (3.32 on) takes 32,766.
 const MAX_PARAMETERS: usize = 30_000;
@@ -12,7 +17,7 @@ const MAX_ROWS: usize = 500;
 /// Inserts `rows` into `into` (`table (columns)`, `columns` of them), many rows per statement:
 /// one statement per row spends most of its time on the round trip to the database thread,
 /// which for 100,000 customers (about ten million rows) took minutes.
-async fn insert_rows<T>(
+pub(super) async fn insert_rows<T>(
     tx: &mut SqliteConnection,
     into: &str,
     columns: usize,
@@ -26,6 +31,31 @@ async fn insert_rows<T>(
         statement.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// The payments table's columns, as seeding and a payment write fill them.
+pub(super) const PAYMENTS: &str =
+    "payments (id, invoice_id, paid_at, amount_cents, method, status)";
+
+pub(super) fn bind_payment(row: &mut Separated<'_, Sqlite, &'static str>, p: &Payment) {
+    row.push_bind(p.id)
+        .push_bind(p.invoice_id)
+        .push_bind(p.paid_at)
+        .push_bind(p.amount.cents())
+        .push_bind(p.method.as_str())
+        .push_bind(p.status.as_str());
+}
+
+/// The security log's columns, as seeding and an unlock fill them.
+pub(super) const SECURITY_LOGS: &str =
+    "security_logs (id, customer_id, event_type, occurred_at, description)";
+
+pub(super) fn bind_security_log(row: &mut Separated<'_, Sqlite, &'static str>, l: &SecurityLog) {
+    row.push_bind(l.id)
+        .push_bind(l.customer_id)
+        .push_bind(l.event_type.as_str())
+        .push_bind(l.occurred_at)
+        .push_bind(&l.description);
 }
 
 /// Replaces every row of every table with `data`; on error nothing changes.
@@ -123,21 +153,7 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         },
     )
     .await?;
-    insert_rows(
-        conn,
-        "payments (id, invoice_id, paid_at, amount_cents, method, status)",
-        6,
-        &data.payments,
-        |row, p| {
-            row.push_bind(p.id)
-                .push_bind(p.invoice_id)
-                .push_bind(p.paid_at)
-                .push_bind(p.amount.cents())
-                .push_bind(p.method.as_str())
-                .push_bind(p.status.as_str());
-        },
-    )
-    .await?;
+    insert_rows(conn, PAYMENTS, 6, &data.payments, bind_payment).await?;
     insert_rows(
         conn,
         "promotions (id, name, description, product_id, min_loyalty_level, discount_percent, \
@@ -158,16 +174,10 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
     .await?;
     insert_rows(
         conn,
-        "security_logs (id, customer_id, event_type, occurred_at, description)",
+        SECURITY_LOGS,
         5,
         &data.security_logs,
-        |row, l| {
-            row.push_bind(l.id)
-                .push_bind(l.customer_id)
-                .push_bind(l.event_type.as_str())
-                .push_bind(l.occurred_at)
-                .push_bind(&l.description);
-        },
+        bind_security_log,
     )
     .await?;
     insert_rows(
