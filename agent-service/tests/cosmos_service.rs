@@ -150,3 +150,100 @@ async fn an_expert_on_cosmos_answers_continues_the_conversation_and_names_cosmos
         );
     }
 }
+
+#[tokio::test]
+async fn with_its_managed_identity_the_memory_is_kept_with_entra_tokens_and_what_is_missing_is_named()
+ {
+    use agent_service::memory::cosmos::CosmosConversations;
+    use devstack::{load, managed_identity::ManagedIdentity};
+    use std::{path::Path, time::Duration};
+
+    if !cosmos::installed() {
+        return;
+    }
+    const BINARY: &str = env!("CARGO_BIN_EXE_agent-service");
+    const CLIENT_ID: &str = "3e2d1c0b-9a8f-4e7d-b6c5-a4f3e2d1c0b9";
+    // An account as deploy/ makes it: the data needs an Entra token; only the key (standing in
+    // for the control plane) creates databases and containers.
+    let emulator = cosmos::Emulator::entra_only().await;
+    let identity = ManagedIdentity::spawn(Duration::from_secs(3600))
+        .await
+        .expect("identity endpoint");
+    let database = cosmos::database("agent-entra");
+    let stack = Stack::start(20).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = agent_flags(
+        &stack,
+        &dir.path().join("audit.db"),
+        &[
+            "--use-cosmosdb",
+            "true",
+            "--cosmosdb-endpoint",
+            &emulator.endpoint,
+            "--cosmos-database-name",
+            &database,
+            "--azure-credential",
+            "managed-identity",
+            "--azure-client-id",
+            CLIENT_ID,
+        ],
+    );
+    let start_fails = async || {
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(BINARY)
+                .args(&flags)
+                .env_clear()
+                .envs(identity.env())
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the service gave up within 30 s")
+        .expect("run agent-service");
+        assert!(!output.status.success(), "the service started");
+        String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned()
+    };
+
+    emulator
+        .provision_as_told(&database, CosmosConversations::containers(), start_fails)
+        .await;
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = load::spawn(Path::new(BINARY), &args, identity.env())
+        .await
+        .expect("the agent service starts with its identity");
+    let base = format!("http://{}", agent.addr);
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("GET /readyz")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ready["memory_backend"], "cosmos", "{ready}");
+    assert_eq!(ready["memory"], "ok", "{ready}");
+
+    let alice = token_of(&stack, defaults::CONTOSO, "alice");
+    let first = ask(
+        &base,
+        &alice,
+        "ask_billing_expert",
+        json!({"question": "Why is my bill high? I am customer 251."}),
+    )
+    .await;
+    assert_eq!(first["structuredContent"]["status"], "done", "{first}");
+    let id = conversation(&first);
+    let second = ask(
+        &base,
+        &alice,
+        "ask_billing_expert",
+        json!({"question": "And what is overdue?", "conversation_id": id}),
+    )
+    .await;
+    assert_eq!(second["structuredContent"]["status"], "done", "{second}");
+    assert_eq!(conversation(&second), id, "the conversation was read back");
+
+    identity
+        .only_asked_for("https://cosmos.azure.com", CLIENT_ID)
+        .expect("Cosmos DB tokens of the service's identity");
+}

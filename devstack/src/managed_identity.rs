@@ -106,6 +106,24 @@ impl ManagedIdentity {
         self.shared.requests.lock().expect("lock").clone()
     }
 
+    /// Whether tokens were asked for, and every one of them for `resource` and the
+    /// user-assigned identity `client_id`, with the secret header: what a service configured
+    /// with that identity must do. `Err` says which request was not.
+    pub fn only_asked_for(&self, resource: &str, client_id: &str) -> Result<(), String> {
+        let requests = self.requests();
+        if requests.is_empty() {
+            return Err("no token was asked for".to_owned());
+        }
+        match requests.iter().find(|r| {
+            r.resource.as_deref() != Some(resource)
+                || r.client_id.as_deref() != Some(client_id)
+                || !r.secret_ok
+        }) {
+            Some(other) => Err(format!("not for {resource} as {client_id}: {other:?}")),
+            None => Ok(()),
+        }
+    }
+
     /// From now on, answer as Azure does when the app has no identity of the kind asked for.
     pub fn refuse(&self) {
         *self.shared.refusing.lock().expect("lock") = true;

@@ -8,9 +8,10 @@ use std::{
     time::Duration,
 };
 
+use azure_data_cosmos::models::ContainerProperties;
 use shared::{
     config::Secret,
-    cosmos::{CosmosAuth, CosmosConfig},
+    cosmos::{CosmosAuth, CosmosConfig, Database},
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -106,6 +107,44 @@ impl Emulator {
             endpoint: self.endpoint.clone(),
             auth: CosmosAuth::Key(Secret::new(EMULATOR_KEY)),
             database: database.to_owned(),
+        }
+    }
+}
+
+impl Emulator {
+    /// Walks a service that uses an Entra identity (it may not create anything) through an
+    /// account provisioned step by step, as an operator meets it: with nothing there, it must
+    /// refuse to start naming the database and the remedy (`COSMOSDB_KEY`); with the database
+    /// alone, naming the first of `containers`. Then creates them all with the key, so the
+    /// service starts next. `start_fails` starts the service and returns what it said on
+    /// stopping.
+    pub async fn provision_as_told(
+        &self,
+        database: &str,
+        containers: impl IntoIterator<Item = ContainerProperties>,
+        start_fails: impl AsyncFn() -> String,
+    ) {
+        let said = start_fails().await;
+        assert!(
+            said.contains(&format!("the database {database} does not exist")),
+            "{said}"
+        );
+        assert!(said.contains("COSMOSDB_KEY"), "the remedy: {said}");
+
+        let provisioner = Database::open(&self.config(database))
+            .await
+            .expect("the key creates the database");
+        let mut containers = containers.into_iter().peekable();
+        let first = containers.peek().expect("a container").id.to_string();
+        let said = start_fails().await;
+        assert!(
+            said.contains(&format!(
+                "the container {first} of the database {database} does not exist"
+            )),
+            "{said}"
+        );
+        for container in containers {
+            provisioner.container(container).await.expect("provision");
         }
     }
 }

@@ -174,7 +174,10 @@ pub async fn run(
                 }
             },
             2 => {
-                let invoices = store.customers.invoices(customer.id, sub.id, today).await?;
+                let invoices = store
+                    .customers
+                    .invoices(customer.id, Some(sub.id), today)
+                    .await?;
                 let overdue: Vec<&Invoice> = invoices
                     .iter()
                     .filter(|i| i.status == InvoiceStatus::Overdue)

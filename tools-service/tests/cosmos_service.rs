@@ -119,7 +119,6 @@ async fn start_fails(dir: &std::path::Path, env: &[(&str, String)]) -> String {
 #[tokio::test]
 async fn with_its_managed_identity_the_service_sends_entra_tokens_and_names_what_is_missing() {
     use devstack::managed_identity::ManagedIdentity;
-    use shared::cosmos::Database;
     use tools_service::store::cosmos::CosmosStore;
 
     if !cosmos::installed() {
@@ -143,30 +142,11 @@ async fn with_its_managed_identity_the_service_sends_entra_tokens_and_names_what
     ]);
     let dir = tempfile::tempdir().expect("temp dir");
 
-    // Nothing provisioned: the service may not create the database, and says so.
-    let said = start_fails(dir.path(), &env).await;
-    assert!(
-        said.contains(&format!("the database {database} does not exist")),
-        "{said}"
-    );
-    assert!(said.contains("COSMOSDB_KEY"), "the remedy: {said}");
-
-    // The database alone: it names the first missing container.
-    let provisioner = Database::open(&emulator.config(&database))
-        .await
-        .expect("the key creates the database");
-    let said = start_fails(dir.path(), &env).await;
-    assert!(
-        said.contains(&format!(
-            "the container customers of the database {database} does not exist"
-        )),
-        "{said}"
-    );
-
-    // Provisioned: the service seeds and serves with tokens of its user-assigned identity.
-    for container in CosmosStore::containers() {
-        provisioner.container(container).await.expect("provision");
-    }
+    emulator
+        .provision_as_told(&database, CosmosStore::containers(), async || {
+            start_fails(dir.path(), &env).await
+        })
+        .await;
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_with(&env).await;
     let ready = server.readyz().await;
@@ -174,15 +154,7 @@ async fn with_its_managed_identity_the_service_sends_entra_tokens_and_names_what
     let client = server.client().await;
     let detail = ok(&client, "get_customer_detail", json!({"customer_id": 251})).await;
     assert_eq!(detail["customer_id"], 251, "{detail}");
-    let requests = identity.requests();
-    assert!(!requests.is_empty(), "no token was asked for");
-    for request in requests {
-        assert_eq!(
-            request.resource.as_deref(),
-            Some("https://cosmos.azure.com"),
-            "{request:?}"
-        );
-        assert_eq!(request.client_id.as_deref(), Some(CLIENT_ID), "{request:?}");
-        assert!(request.secret_ok, "{request:?}");
-    }
+    identity
+        .only_asked_for("https://cosmos.azure.com", CLIENT_ID)
+        .expect("Cosmos DB tokens of the service's identity");
 }

@@ -17,7 +17,7 @@ use tools_service::{
     },
     money::Money,
     seed::{Dataset, InvoiceRow, SubscriptionRow, catalog},
-    store::{Owned, Storage, StoreError, cosmos::CosmosStore, sqlite::SqliteStore},
+    store::{BATCH_IDS, Owned, Storage, StoreError, cosmos::CosmosStore, sqlite::SqliteStore},
 };
 
 const ALICE: i64 = 1;
@@ -136,6 +136,16 @@ fn dataset() -> Dataset {
     data
 }
 
+/// A payment of `cents` by card on Alice's invoice, now.
+fn pay(cents: i64) -> NewPayment {
+    NewPayment {
+        invoice_id: INVOICE,
+        amount: Money::from_cents(cents),
+        method: PaymentMethod::CreditCard,
+        paid_at: Utc::now(),
+    }
+}
+
 fn today() -> chrono::NaiveDate {
     Utc::now().date_naive()
 }
@@ -177,12 +187,12 @@ async fn another_customers_records_are_not_found_under_a_customer() {
                 .is_none()
         );
         assert!(
-            c.invoices(BOB, LINE, today())
+            c.invoices(BOB, Some(LINE), today())
                 .await
                 .expect("read")
                 .is_empty()
         );
-        assert!(c.payments(BOB, INVOICE).await.expect("read").is_empty());
+        assert!(c.payments(BOB, &[INVOICE]).await.expect("read").is_empty());
         let own = c
             .subscription(ALICE, LINE)
             .await
@@ -200,6 +210,45 @@ async fn another_customers_records_are_not_found_under_a_customer() {
         assert_eq!(
             (invoice.outstanding, invoice.status),
             (Money::dollars(100), InvoiceStatus::Unpaid)
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_listing_reads_a_customers_invoices_and_the_payments_of_many_invoices() {
+    for b in backends().await {
+        let c = &b.storage.customers;
+        let all = c.invoices(ALICE, None, today()).await.expect("read");
+        assert_eq!(
+            all.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [INVOICE],
+            "{}: only her own invoices",
+            b.name
+        );
+        let mut paid = Vec::new();
+        for cents in [700, 300] {
+            let receipt = c
+                .pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
+                    writes::payment(invoice, &pay(cents), id)
+                })
+                .await
+                .expect("paid");
+            paid.push(receipt.payment);
+        }
+        // More ids than one query takes, hers last, Bob's and unknown ones among them.
+        let mut asked: Vec<i64> = (1_000..1_000 + BATCH_IDS as i64).collect();
+        asked.extend([INVOICE + 1, INVOICE]);
+        assert_eq!(
+            c.payments(ALICE, &asked).await.expect("read"),
+            paid,
+            "{}: her payments, oldest first",
+            b.name
+        );
+        assert!(c.payments(ALICE, &[]).await.expect("read").is_empty());
+        assert!(
+            c.payments(BOB, &asked).await.expect("read").is_empty(),
+            "{}: none of Bob's invoices was paid",
+            b.name
         );
     }
 }
@@ -273,7 +322,7 @@ async fn concurrent_payments_are_decided_one_after_another_and_never_overpay() {
         assert_eq!(invoice.outstanding, Money::from_cents(40));
         assert_eq!(
             customers
-                .payments(ALICE, INVOICE)
+                .payments(ALICE, &[INVOICE])
                 .await
                 .expect("read")
                 .len(),
@@ -322,7 +371,12 @@ async fn a_refused_write_changes_nothing() {
             paid,
             Err(StoreError::Refused(Refusal::Overpayment { .. }))
         ));
-        assert!(c.payments(ALICE, INVOICE).await.expect("read").is_empty());
+        assert!(
+            c.payments(ALICE, &[INVOICE])
+                .await
+                .expect("read")
+                .is_empty()
+        );
         // A write under the wrong customer finds nothing to write.
         let elsewhere = c
             .pay_invoice(BOB, INVOICE, today(), &|invoice, id| {
@@ -552,12 +606,6 @@ async fn concurrent_changes_of_one_subscription_are_all_applied() {
 async fn seeding_again_replaces_what_was_written() {
     for b in backends().await {
         let c = &b.storage.customers;
-        let pay = |cents| NewPayment {
-            invoice_id: INVOICE,
-            amount: Money::from_cents(cents),
-            method: PaymentMethod::CreditCard,
-            paid_at: Utc::now(),
-        };
         c.pay_invoice(ALICE, INVOICE, today(), &|invoice, id| {
             writes::payment(invoice, &pay(500), id)
         })
@@ -569,7 +617,10 @@ async fn seeding_again_replaces_what_was_written() {
             .await
             .expect("reload");
         assert!(
-            c.payments(ALICE, INVOICE).await.expect("read").is_empty(),
+            c.payments(ALICE, &[INVOICE])
+                .await
+                .expect("read")
+                .is_empty(),
             "{}",
             b.name
         );
@@ -587,7 +638,7 @@ async fn seeding_again_replaces_what_was_written() {
             .expect("paid");
         assert_eq!(again.invoice.outstanding, Money::from_cents(9300));
         assert_eq!(
-            c.payments(ALICE, INVOICE).await.expect("read"),
+            c.payments(ALICE, &[INVOICE]).await.expect("read"),
             [again.payment]
         );
     }

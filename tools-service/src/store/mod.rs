@@ -80,6 +80,10 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// How many ids one query of [`CustomerData::payments`] takes: a backend splits a longer list
+/// into queries of this many (well inside SQLite's bound parameters and Cosmos DB's query size).
+pub const BATCH_IDS: usize = 256;
+
 /// Decides a payment on the invoice as read, with the id the backend allocated.
 pub type PaymentRule<'a> = dyn Fn(&Invoice, i64) -> Result<Payment, Refusal> + Send + Sync + 'a;
 /// Decides an unlock on the latest lock or unlock event, with the id of the new log entry.
@@ -110,11 +114,12 @@ pub trait CustomerData: Send + Sync + 'static {
     async fn customer(&self, customer: i64) -> StoreResult<Option<Customer>>;
     async fn subscriptions(&self, customer: i64) -> StoreResult<Vec<Subscription>>;
     async fn subscription(&self, customer: i64, id: i64) -> StoreResult<Option<Subscription>>;
-    /// Invoices of a subscription, newest first.
+    /// Invoices of one of the customer's subscriptions, or of all of them when `subscription` is
+    /// `None` (one query, however many subscriptions), newest first.
     async fn invoices(
         &self,
         customer: i64,
-        subscription: i64,
+        subscription: Option<i64>,
         today: NaiveDate,
     ) -> StoreResult<Vec<Invoice>>;
     async fn invoice(
@@ -123,8 +128,9 @@ pub trait CustomerData: Send + Sync + 'static {
         id: i64,
         today: NaiveDate,
     ) -> StoreResult<Option<Invoice>>;
-    /// Payment attempts on an invoice, oldest first.
-    async fn payments(&self, customer: i64, invoice: i64) -> StoreResult<Vec<Payment>>;
+    /// Payment attempts on the listed invoices of the customer, oldest first: one query for
+    /// up to [`BATCH_IDS`] invoices (ids of other customers' invoices find nothing).
+    async fn payments(&self, customer: i64, invoices: &[i64]) -> StoreResult<Vec<Payment>>;
     /// Daily usage of a subscription between two dates (inclusive), oldest first.
     async fn data_usage(
         &self,

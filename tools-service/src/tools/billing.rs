@@ -65,7 +65,7 @@ pub async fn get_invoice_payments(store: &Storage, p: InvoiceId) -> Result<Invoi
                 .await?
                 .ok_or_else(|| ToolError::from(of.not_found()))
         },
-        async { Ok(store.customers.payments(customer, p.invoice_id).await?) },
+        async { Ok(store.customers.payments(customer, &[p.invoice_id]).await?) },
     )?;
     Ok(InvoicePayments { invoice, payments })
 }
@@ -164,45 +164,38 @@ fn median(mut amounts: Vec<Money>) -> Option<Money> {
 pub async fn get_billing_summary(store: &Storage, p: CustomerId) -> Result<BillingSummary> {
     let today = today();
     let id = p.customer_id;
-    let (customer, subscriptions) = tokio::try_join!(customer(store, id), async {
-        Ok(store.customers.subscriptions(id).await?)
-    },)?;
-    let invoice_lists = futures::future::try_join_all(
-        subscriptions
-            .iter()
-            .map(|s| store.customers.invoices(id, s.id, today)),
-    )
-    .await?;
+    let (customer, subscriptions, invoices) = tokio::try_join!(
+        customer(store, id),
+        async { Ok(store.customers.subscriptions(id).await?) },
+        async { Ok(store.customers.invoices(id, None, today).await?) },
+    )?;
     let mut open_invoices = Vec::new();
     let mut lines = Vec::new();
     // Payments are read for the open invoices (failed attempts) and the two latest invoices of
     // each subscription (where the last successful payment is).
     let mut payment_invoices = Vec::new();
-    for (s, invoices) in subscriptions.iter().zip(invoice_lists) {
+    for s in &subscriptions {
+        // Newest first, as the store lists them.
+        let of_line: Vec<&Invoice> = invoices
+            .iter()
+            .filter(|i| i.subscription_id == s.id)
+            .collect();
         lines.push(SubscriptionBilling {
             subscription_id: s.id,
             product_name: s.product_name.clone(),
             status: s.status,
             monthly_fee: s.monthly_fee,
-            usual_invoice_amount: median(invoices.iter().skip(1).map(|i| i.amount).collect()),
-            latest_invoice: invoices.first().cloned(),
+            usual_invoice_amount: median(of_line.iter().skip(1).map(|i| i.amount).collect()),
+            latest_invoice: of_line.first().copied().cloned(),
         });
-        payment_invoices.extend(invoices.iter().take(2).map(|i| i.id));
-        open_invoices.extend(invoices.into_iter().filter(|i| i.outstanding.is_positive()));
+        payment_invoices.extend(of_line.iter().take(2).map(|i| i.id));
     }
+    open_invoices.extend(invoices.into_iter().filter(|i| i.outstanding.is_positive()));
     open_invoices.sort_by_key(|i| (i.invoice_date, i.id));
     payment_invoices.extend(open_invoices.iter().map(|i| i.id));
     payment_invoices.sort_unstable();
     payment_invoices.dedup();
-    let payments: Vec<Payment> = futures::future::try_join_all(
-        payment_invoices
-            .iter()
-            .map(|&invoice| store.customers.payments(id, invoice)),
-    )
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
+    let payments = store.customers.payments(id, &payment_invoices).await?;
     let failed_payments = payments
         .iter()
         .filter(|p| {

@@ -209,7 +209,7 @@ pub async fn get_subscription_detail(
         async {
             Ok(store
                 .customers
-                .invoices(customer, subscription.id, today())
+                .invoices(customer, Some(subscription.id), today())
                 .await?)
         },
         async { Ok(store.customers.incidents(customer, subscription.id).await?) },

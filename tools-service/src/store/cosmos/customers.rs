@@ -255,16 +255,21 @@ impl CustomerData for CosmosStore {
     async fn invoices(
         &self,
         customer: i64,
-        subscription: i64,
+        subscription: Option<i64>,
         today: NaiveDate,
     ) -> StoreResult<Vec<Invoice>> {
+        let listing = Listing::of(INVOICE, NEWEST_FIRST);
+        let listing = match subscription {
+            Some(subscription) => listing.filtered(
+                "AND c.data.subscription_id = @subscription",
+                vec![("@subscription", subscription.into())],
+            ),
+            None => listing,
+        };
         // Whole documents: the invoice's id is the envelope's.
         let listing = Listing {
             whole: true,
-            ..Listing::of(INVOICE, NEWEST_FIRST).filtered(
-                "AND c.data.subscription_id = @subscription",
-                vec![("@subscription", subscription.into())],
-            )
+            ..listing
         };
         let docs: Vec<Doc<InvoiceBody>> = self.list(customer, listing).await?;
         Ok(docs.iter().map(|d| d.invoice(today)).collect())
@@ -280,12 +285,18 @@ impl CustomerData for CosmosStore {
         Ok(found.map(|(doc, _)| doc.invoice(today)))
     }
 
-    async fn payments(&self, customer: i64, invoice: i64) -> StoreResult<Vec<Payment>> {
-        let listing = Listing::of(PAYMENT, OLDEST_FIRST).filtered(
-            "AND c.data.invoice_id = @invoice",
-            vec![("@invoice", invoice.into())],
-        );
-        self.list(customer, listing).await
+    async fn payments(&self, customer: i64, invoices: &[i64]) -> StoreResult<Vec<Payment>> {
+        let mut found: Vec<Payment> = Vec::new();
+        for batch in invoices.chunks(BATCH_IDS) {
+            let listing = Listing::of(PAYMENT, OLDEST_FIRST).filtered(
+                "AND ARRAY_CONTAINS(@invoices, c.data.invoice_id)",
+                vec![("@invoices", batch.into())],
+            );
+            found.extend(self.list::<Payment>(customer, listing).await?);
+        }
+        // Batches are each in order; their union is put in order again.
+        found.sort_by_key(|p| (p.paid_at, p.id));
+        Ok(found)
     }
 
     async fn data_usage(

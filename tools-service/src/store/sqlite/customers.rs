@@ -143,12 +143,12 @@ impl CustomerData for SqliteStore {
     async fn invoices(
         &self,
         customer: i64,
-        subscription: i64,
+        subscription: Option<i64>,
         today: NaiveDate,
     ) -> StoreResult<Vec<Invoice>> {
         let sql = concat!(
             customer_invoice_select!(),
-            " AND i.subscription_id = ? ORDER BY i.invoice_date DESC, i.id DESC"
+            " AND (?2 IS NULL OR i.subscription_id = ?2) ORDER BY i.invoice_date DESC, i.id DESC"
         );
         let rows = sqlx::query(sql)
             .bind(customer)
@@ -173,18 +173,24 @@ impl CustomerData for SqliteStore {
         row.as_ref().map(|row| invoice(row, today)).transpose()
     }
 
-    async fn payments(&self, customer: i64, invoice: i64) -> StoreResult<Vec<Payment>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.invoice_id, p.paid_at, p.amount_cents, p.method, p.status \
-             FROM payments p JOIN invoices i ON i.id = p.invoice_id \
-             JOIN subscriptions s ON s.id = i.subscription_id \
-             WHERE s.customer_id = ? AND p.invoice_id = ? ORDER BY p.paid_at, p.id",
-        )
-        .bind(customer)
-        .bind(invoice)
-        .fetch_all(&self.pool)
-        .await?;
-        all(rows, payment)
+    async fn payments(&self, customer: i64, invoices: &[i64]) -> StoreResult<Vec<Payment>> {
+        let mut found = Vec::new();
+        for batch in invoices.chunks(BATCH_IDS) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT p.id, p.invoice_id, p.paid_at, p.amount_cents, p.method, p.status \
+                 FROM payments p JOIN invoices i ON i.id = p.invoice_id \
+                 JOIN subscriptions s ON s.id = i.subscription_id WHERE s.customer_id = ",
+            );
+            query.push_bind(customer).push(" AND p.invoice_id IN (");
+            let mut ids = query.separated(", ");
+            for id in batch {
+                ids.push_bind(id);
+            }
+            query.push(")");
+            found.extend(all(query.build().fetch_all(&self.pool).await?, payment)?);
+        }
+        found.sort_by_key(|p: &Payment| (p.paid_at, p.id));
+        Ok(found)
     }
 
     async fn data_usage(
