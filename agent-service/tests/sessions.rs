@@ -375,3 +375,105 @@ async fn a_session_the_service_never_gave_is_refused() {
     assert_eq!(response.status(), 404, "the client must initialize again");
     assert!(model.requests().is_empty());
 }
+
+/// A `tools/call` of `ask_account_expert` as request `id`, with a progress token.
+fn call_as(id: u64, question: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {
+            "name": "ask_account_expert",
+            "arguments": {"question": question},
+            "_meta": {"progressToken": format!("p{id}")}
+        }
+    })
+}
+
+/// The JSON-RPC answer (result or error) in a response's SSE stream.
+async fn answer(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body");
+    let data = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| d.contains("\"result\"") || d.contains("\"error\""))
+        .unwrap_or_else(|| panic!("no answer in {text}"));
+    serde_json::from_str(data.trim()).expect("JSON-RPC")
+}
+
+#[tokio::test]
+async fn a_request_under_the_id_of_one_still_running_is_refused_and_steals_nothing() {
+    // Each of the diagnosis' nine steps takes 300 ms: the first question runs for seconds.
+    let stack = Stack::start(300).await;
+    let model = ScriptedModel::start([
+        Scripted::ToolCalls(vec![(
+            "trouble_shoot_device",
+            json!({"customer_id": 252, "device": "home router"}),
+        )]),
+        Scripted::Text("Your router needs a restart."),
+        Scripted::Text("Your plan is Fiber 500."),
+        Scripted::Text("Nothing else is wrong."),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent = agent(&stack, &dir.path().join("agent.db"), &flags(&model, true)).await;
+    let alice = token(&stack, "alice");
+    let session = initialize(&agent.url, &alice).await.expect("a session");
+    let post = |body: Value| {
+        let (url, alice, session) = (agent.url.clone(), alice.clone(), session.clone());
+        async move { post_in(&url, &alice, Some(&session), &body).await }
+    };
+
+    // The slow question's stream is dropped at its first progress report, as a client that
+    // gives up does; the question goes on in the service.
+    let mut slow = post(call_as(7, "My internet is slow, customer 252.")).await;
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = slow
+            .chunk()
+            .await
+            .expect("stream")
+            .expect("a progress report");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(slow);
+
+    // Its id is still taken: a request under it is refused, and says why.
+    let refused = answer(post(call_as(7, "What is my plan?")).await).await;
+    assert_eq!(refused["id"], 7, "{refused}");
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    let message = refused["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("request id 7 is still in use"),
+        "{message}"
+    );
+
+    // Another id is served meanwhile (the model's replies go to whichever turn asks next).
+    let other = answer(post(call_as(8, "What is my plan?")).await).await;
+    assert_eq!(other["id"], 8, "{other}");
+    assert_eq!(
+        other["result"]["structuredContent"]["status"], "done",
+        "{other}"
+    );
+
+    // Once the slow question has finished, its id may be used again (as clients that number
+    // every request 1 do, one after another).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let again = loop {
+        let reply = answer(post(call_as(7, "Anything else?")).await).await;
+        if reply.get("result").is_some() {
+            break reply;
+        }
+        assert_eq!(reply["error"]["code"], -32600, "{reply}");
+        assert!(std::time::Instant::now() < deadline, "id 7 never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(again["id"], 7, "{again}");
+    assert_eq!(
+        again["result"]["structuredContent"]["answer"], "Nothing else is wrong.",
+        "the model's last reply, to this question: {again}"
+    );
+    let sequential = answer(post(call_as(7, "Anything else?")).await).await;
+    assert!(
+        sequential.get("result").is_some() || sequential["error"]["code"] != -32600,
+        "an id whose request has been answered is free at once: {sequential}"
+    );
+}

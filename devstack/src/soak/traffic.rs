@@ -378,13 +378,17 @@ impl Targets {
     }
 }
 
-/// A `tools/call` request body.
+/// A `tools/call` request body, under an id of its own: within a session a request may not
+/// reuse the id of one still running (the services refuse it), and the legacy clients' requests
+/// go in their sessions.
 fn call_body(name: &str, arguments: Value, progress_token: Option<String>) -> Vec<u8> {
+    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut params = json!({ "name": name, "arguments": arguments });
     if let Some(token) = progress_token {
         params["_meta"] = json!({ "progressToken": token });
     }
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
         .to_string()
         .into_bytes()
 }

@@ -7,13 +7,22 @@
 //! at most `max_live` are in memory, the least recently used goes first, an idle one is closed
 //! after `idle`, and a session closed either way is restored from the store (by any replica)
 //! the next time its client uses it, without the client initializing again.
+//!
+//! rmcp routes a request's answer and progress by its JSON-RPC id within the session, so a
+//! request sent under the id of one still running takes over the routing of the first: the
+//! first one's answer goes to the second's stream, and the first's stream is never completed
+//! and stays in the session's memory for as long as the session lives. Clients that send
+//! every request with `id: 1` and drop a stream before its end exist, so here a request whose
+//! id is still running in its session is answered with an invalid-request error instead, and
+//! each request's stream is drained to its end even when its client has gone, which is how a
+//! request is known to have finished.
 
-use std::{num::NonZeroUsize, sync::Mutex, time::Duration};
+use std::{collections::HashSet, num::NonZeroUsize, sync::Arc, sync::Mutex, time::Duration};
 
-use futures::Stream;
+use futures::{SinkExt, Stream, StreamExt};
 use lru::LruCache;
 use rmcp::{
-    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, ErrorData, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
     transport::{
         WorkerTransport,
         common::server_side_http::{ServerSseMessage, SessionId},
@@ -49,6 +58,20 @@ pub struct LiveSessions {
     inner: LocalSessionManager,
     /// The live sessions, most recently used last. A std lock: never held across an await.
     recent: Mutex<LruCache<SessionId, ()>>,
+    /// The requests still running, by session and JSON-RPC id.
+    running: Arc<Mutex<HashSet<(SessionId, RequestId)>>>,
+}
+
+/// Messages of one request's stream waiting for its client to read them; rmcp's own
+/// per-request buffer is as small.
+const STREAM_BUFFER: usize = 16;
+
+/// Locks `mutex`, whose every operation is one call into it, so a panic while holding it
+/// leaves it consistent and a poisoned lock is still good to use.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl LiveSessions {
@@ -58,7 +81,13 @@ impl LiveSessions {
         Self {
             inner,
             recent: Mutex::new(LruCache::new(bounds.max_live)),
+            running: Arc::default(),
         }
+    }
+
+    /// How many requests are running in all sessions.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
     }
 
     /// How many sessions are live in memory.
@@ -97,13 +126,16 @@ impl LiveSessions {
     }
 
     fn with_recent<T>(&self, f: impl FnOnce(&mut LruCache<SessionId, ()>) -> T) -> T {
-        // A panic while holding this lock leaves the cache consistent (each operation is one
-        // call into it), so a poisoned lock is still good to use.
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut recent)
+        f(&mut lock(&self.recent))
+    }
+}
+
+/// Whether `event` is the answer (result or error) to request `id`.
+fn answers(event: &ServerSseMessage, id: &RequestId) -> bool {
+    match event.message.as_deref() {
+        Some(JsonRpcMessage::Response(response)) => &response.id == id,
+        Some(JsonRpcMessage::Error(error)) => error.id.as_ref() == Some(id),
+        _ => false,
     }
 }
 
@@ -141,7 +173,66 @@ impl SessionManager for LiveSessions {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
-        SessionManager::create_stream(&self.inner, id, message).await
+        let (mut tx, rx) = futures::channel::mpsc::channel(STREAM_BUFFER);
+        let key = match &message {
+            JsonRpcMessage::Request(request) => Some((id.clone(), request.id.clone())),
+            _ => None,
+        };
+        if let Some(key) = &key
+            && !lock(&self.running).insert(key.clone())
+        {
+            tracing::info!(
+                "refused an MCP request under the id of one still running in its session"
+            );
+            let error = ErrorData::invalid_request(
+                format!(
+                    "request id {} is still in use by an unfinished request of this session; \
+                     send each request with an id of its own",
+                    key.1
+                ),
+                None,
+            );
+            let answer = ServerJsonRpcMessage::error(error, Some(key.1.clone()));
+            // The receiver is ours, so the send cannot fail; the stream ends after it.
+            let _ = tx.try_send(ServerSseMessage::from_message(answer));
+            return Ok(rx);
+        }
+        let inner = match SessionManager::create_stream(&self.inner, id, message).await {
+            Ok(inner) => inner,
+            Err(error) => {
+                if let Some(key) = &key {
+                    lock(&self.running).remove(key);
+                }
+                return Err(error);
+            }
+        };
+        // The id is free again as soon as its answer passes, before the client can have seen
+        // it (a client that sends every request as `id: 1` sends the next only then); the
+        // stream is read to its end (rmcp ends it after the answer, or when the session
+        // closes) even after the client has gone.
+        let running = self.running.clone();
+        let mut key = key;
+        tokio::spawn(async move {
+            let release = |key: &mut Option<(SessionId, RequestId)>| {
+                if let Some(key) = key.take() {
+                    lock(&running).remove(&key);
+                }
+            };
+            let mut inner = std::pin::pin!(inner);
+            let mut client = Some(tx);
+            while let Some(event) = inner.next().await {
+                if key.as_ref().is_some_and(|(_, id)| answers(&event, id)) {
+                    release(&mut key);
+                }
+                if let Some(to) = &mut client
+                    && to.send(event).await.is_err()
+                {
+                    client = None;
+                }
+            }
+            release(&mut key);
+        });
+        Ok(rx)
     }
 
     async fn accept_message(
