@@ -166,6 +166,9 @@ impl CosmosArgs {
 pub struct CosmosFailure {
     pub operation: &'static str,
     pub message: String,
+    /// Still throttled (429) after the retries: the account is over its throughput, a
+    /// condition that passes, so the caller may be told to try again shortly.
+    pub throttled: bool,
 }
 
 impl CosmosFailure {
@@ -173,6 +176,7 @@ impl CosmosFailure {
         CosmosFailure {
             operation,
             message: message.into(),
+            throttled: false,
         }
     }
 
@@ -191,7 +195,10 @@ impl CosmosFailure {
 
 /// Turns an SDK error of `operation` into a [`CosmosFailure`].
 pub fn failed(operation: &'static str) -> impl Fn(CosmosError) -> CosmosFailure {
-    move |error| CosmosFailure::new(operation, error.to_string())
+    move |error| CosmosFailure {
+        throttled: error.status().is_throttled(),
+        ..CosmosFailure::new(operation, error.to_string())
+    }
 }
 
 /// Creating what already exists (409) is what opening an existing database does.

@@ -158,3 +158,132 @@ pub fn database(prefix: &str) -> String {
         DATABASES.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A proxy in front of an emulator that answers `429 Too Many Requests` (with Cosmos DB's
+/// `x-ms-retry-after-ms`) to as many item requests as it is told to, as an account over its
+/// provisioned throughput does; everything else passes through. The account's metadata is
+/// rewritten to name the proxy, so the SDK sends every request here.
+pub struct Throttle {
+    /// The endpoint to give the service instead of the emulator's.
+    pub endpoint: String,
+    state: std::sync::Arc<ThrottleState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ThrottleState {
+    upstream: String,
+    own: String,
+    client: reqwest::Client,
+    /// Item requests still to refuse.
+    pending: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Throttle {
+    /// Starts one on `127.0.0.1:0` in front of `emulator`, passing everything through.
+    pub async fn start(emulator: &Emulator) -> Throttle {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the throttle");
+        let own = format!("http://{}", listener.local_addr().expect("address"));
+        let state = std::sync::Arc::new(ThrottleState {
+            upstream: emulator.endpoint.trim_end_matches('/').to_owned(),
+            own: own.clone(),
+            client: reqwest::Client::new(),
+            pending: std::sync::atomic::AtomicU64::new(0),
+            refused: std::sync::atomic::AtomicU64::new(0),
+        });
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Throttle {
+            endpoint: format!("{own}/"),
+            state,
+            task,
+        }
+    }
+
+    /// Refuses the next `n` item requests (reads, queries, writes, batches) with 429.
+    pub fn refuse(&self, n: u64) {
+        self.state.pending.store(n, Ordering::SeqCst);
+    }
+
+    /// How many requests it has refused so far.
+    pub fn refused(&self) -> u64 {
+        self.state.refused.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<ThrottleState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    // Items live under `/dbs/<db>/colls/<coll>/docs`; metadata and control calls pass.
+    let item = path.contains("/docs");
+    if item
+        && state
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return (
+            http::StatusCode::TOO_MANY_REQUESTS,
+            [("x-ms-retry-after-ms", "50"), ("x-ms-substatus", "3200")],
+            r#"{"code":"TooManyRequests","message":"Request rate is large."}"#,
+        )
+            .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut upstream = state
+        .client
+        .request(parts.method, format!("{}{path}", state.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(answer) = upstream.send().await else {
+        return http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let body = answer.bytes().await.unwrap_or_default();
+    // The account's metadata names where its regions are: here, not the emulator.
+    let body = if path == "/" || path.starts_with("/?") {
+        bytes::Bytes::from(
+            String::from_utf8_lossy(&body)
+                .replace(&state.upstream, &state.own)
+                .into_bytes(),
+        )
+    } else {
+        body
+    };
+    let mut response = (status, body).into_response();
+    for (name, value) in &headers {
+        if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}

@@ -158,3 +158,47 @@ async fn with_its_managed_identity_the_service_sends_entra_tokens_and_names_what
         .only_asked_for("https://cosmos.azure.com", CLIENT_ID)
         .expect("Cosmos DB tokens of the service's identity");
 }
+
+#[tokio::test]
+async fn a_throttled_store_is_retried_and_past_the_retries_the_caller_is_told_to_wait() {
+    if !cosmos::installed() {
+        return;
+    }
+    let emulator = cosmos::Emulator::start().await;
+    let throttle = cosmos::Throttle::start(&emulator).await;
+    let database = cosmos::database("throttled");
+    let server = Server::start_with(&[
+        ("USE_COSMOSDB", "true"),
+        ("COSMOSDB_ENDPOINT", &throttle.endpoint),
+        ("COSMOSDB_KEY", cosmos::EMULATOR_KEY),
+        ("COSMOS_DATABASE_NAME", &database),
+    ])
+    .await;
+    let client = server.client().await;
+
+    // A few 429s: the SDK waits as told and the call succeeds.
+    throttle.refuse(3);
+    let detail = ok(&client, "get_customer_detail", json!({"customer_id": 251})).await;
+    assert_eq!(detail["customer_id"], 251, "{detail}");
+    assert_eq!(throttle.refused(), 3);
+
+    // Throttled for good: the call ends within the retry budget, saying what to do.
+    throttle.refuse(u64::MAX);
+    let started = std::time::Instant::now();
+    let said = tool_error(&client, "get_customer_detail", json!({"customer_id": 251})).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        said.contains("busy") && said.contains("try again"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("127.0.0.1") && !said.contains("429"),
+        "{said}"
+    );
+    throttle.refuse(0);
+    ok(&client, "get_customer_detail", json!({"customer_id": 251})).await;
+}

@@ -31,8 +31,8 @@ use crate::{
     seed::Dataset,
 };
 
-/// Why a store call did not succeed. Every variant but [`StoreError::Backend`] is the caller's
-/// to fix, and its message says how.
+/// Why a store call did not succeed. Every variant but [`StoreError::Busy`] and
+/// [`StoreError::Backend`] is the caller's to fix, and its message says how.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{entity} {id} does not exist")]
@@ -43,6 +43,9 @@ pub enum StoreError {
     /// A paging cursor this backend did not hand out.
     #[error("the cursor is not one this service returned")]
     BadCursor,
+    /// The database is over its throughput for now (Cosmos DB's 429, after the retries).
+    #[error("storage backend busy: {0}")]
+    Busy(String),
     /// The database failed; details are logged, not shown to callers.
     #[error("storage backend error: {0}")]
     Backend(String),

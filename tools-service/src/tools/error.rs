@@ -15,6 +15,11 @@ pub enum ToolError {
     /// The request is valid but the current state does not allow it (e.g. nothing to unlock).
     #[error("{0}")]
     Conflict(String),
+    /// The store is over its throughput for the moment; nothing was done.
+    #[error(
+        "the service is busy; the request was not completed, please try again in a few seconds"
+    )]
+    Busy,
     /// A failure on our side; details are in the log, not in the answer.
     #[error("internal error; the request was not completed, please retry later")]
     Internal,
@@ -48,6 +53,7 @@ impl ToolError {
             ToolError::Invalid(_) => "invalid",
             ToolError::NotFound(_) => "not_found",
             ToolError::Conflict(_) => "conflict",
+            ToolError::Busy => "busy",
             ToolError::Internal => "internal",
         }
     }
@@ -60,6 +66,10 @@ impl From<StoreError> for ToolError {
             StoreError::Refused(refusal) => refusal.into(),
             // The tools quote the cursor themselves; this is the fallback.
             StoreError::BadCursor => ToolError::Invalid(error.to_string()),
+            StoreError::Busy(detail) => {
+                tracing::warn!(%detail, "storage backend busy (throttled past its retries)");
+                ToolError::Busy
+            }
             StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage backend failed");
                 ToolError::Internal

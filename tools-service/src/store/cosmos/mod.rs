@@ -77,10 +77,14 @@ impl std::fmt::Debug for CosmosStore {
     }
 }
 
-/// The database's words go to the log, as a backend error.
+/// The database's words go to the log, as a backend error (or a busy one).
 impl From<CosmosFailure> for StoreError {
     fn from(failure: CosmosFailure) -> Self {
-        StoreError::Backend(failure.to_string())
+        if failure.throttled {
+            StoreError::Busy(failure.to_string())
+        } else {
+            StoreError::Backend(failure.to_string())
+        }
     }
 }
 
