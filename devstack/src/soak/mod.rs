@@ -176,11 +176,24 @@ async fn soak(
     let mut next = settings.row_every;
     loop {
         let end = next.min(settings.duration);
-        tokio::time::sleep_until((began + end).into()).await;
+        // Descriptors are sampled each second and their floor kept (connections of the moment
+        // come and go); memory is the row's last sample.
+        let mut floor: Vec<Option<watch::ProcessSample>> = vec![None; pids.len()];
+        loop {
+            let left = (began + end).saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            for (kept, (_, pid)) in floor.iter_mut().zip(&pids) {
+                let now = watch::process(*pid);
+                *kept = Some(kept.map_or(now, |kept| now.fewest_fds(kept)));
+            }
+            if left <= Duration::from_secs(1) {
+                break;
+            }
+        }
         let counts = tally.counts();
         let row = Row {
             at: began.elapsed(),
-            processes: pids.iter().map(|(_, pid)| watch::process(*pid)).collect(),
+            processes: floor.into_iter().map(Option::unwrap_or_default).collect(),
             agent: db.sample().await,
             counts: counts.since(&previous),
         };

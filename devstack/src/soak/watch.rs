@@ -32,6 +32,19 @@ pub fn process(pid: u32) -> ProcessSample {
     }
 }
 
+impl ProcessSample {
+    /// This sample with the lower descriptor count of the two: open descriptors come and go
+    /// with the connections of the moment, and their floor over an interval is what a leak
+    /// raises.
+    pub fn fewest_fds(self, other: ProcessSample) -> ProcessSample {
+        let fds = match (self.fds, other.fds) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ProcessSample { fds, ..self }
+    }
+}
+
 /// The agent service's state at one moment; `None` where the database could not be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct AgentState {
@@ -89,6 +102,27 @@ fn file_bytes(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_floor_of_descriptors_is_kept_with_the_latest_memory() {
+        let earlier = ProcessSample {
+            rss_kib: Some(100),
+            fds: Some(90),
+        };
+        let now = ProcessSample {
+            rss_kib: Some(120),
+            fds: Some(110),
+        };
+        assert_eq!(
+            now.fewest_fds(earlier),
+            ProcessSample {
+                rss_kib: Some(120),
+                fds: Some(90)
+            }
+        );
+        let gone = ProcessSample::default();
+        assert_eq!(gone.fewest_fds(earlier).fds, Some(90));
+    }
 
     #[test]
     fn this_process_has_memory_and_descriptors() {
