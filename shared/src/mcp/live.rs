@@ -85,11 +85,6 @@ impl LiveSessions {
         }
     }
 
-    /// How many requests are running in all sessions.
-    pub fn running(&self) -> usize {
-        lock(&self.running).len()
-    }
-
     /// How many sessions are live in memory.
     pub fn live(&self) -> usize {
         self.with_recent(|recent| recent.len())

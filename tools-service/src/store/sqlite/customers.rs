@@ -390,7 +390,6 @@ pub(super) async fn insert_payment(
     load::insert_rows(
         tx,
         load::PAYMENTS,
-        6,
         std::slice::from_ref(payment),
         load::bind_payment,
     )
@@ -405,7 +404,6 @@ pub(super) async fn insert_security_log(
     load::insert_rows(
         tx,
         load::SECURITY_LOGS,
-        5,
         std::slice::from_ref(entry),
         load::bind_security_log,
     )

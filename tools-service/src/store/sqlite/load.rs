@@ -14,16 +14,16 @@ const MAX_PARAMETERS: usize = 30_000;
 /// Rows per statement, at most: beyond a few hundred, longer statements gain nothing.
 const MAX_ROWS: usize = 500;
 
-/// Inserts `rows` into `into` (`table (columns)`, `columns` of them), many rows per statement:
-/// one statement per row spends most of its time on the round trip to the database thread,
-/// which for 100,000 customers (about ten million rows) took minutes.
+/// Inserts `rows` into `into` (`table (column, ...)`), many rows per statement: one statement
+/// per row spends most of its time on the round trip to the database thread, which for 100,000
+/// customers (about ten million rows) took minutes.
 pub(super) async fn insert_rows<T>(
     tx: &mut SqliteConnection,
     into: &str,
-    columns: usize,
     rows: &[T],
     mut bind: impl FnMut(&mut Separated<'_, Sqlite, &'static str>, &T),
 ) -> StoreResult<()> {
+    let columns = into.matches(',').count() + 1;
     let per_statement = (MAX_PARAMETERS / columns).clamp(1, MAX_ROWS);
     for chunk in rows.chunks(per_statement) {
         let mut statement = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {into} "));
@@ -85,7 +85,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         conn,
         "customers (id, first_name, last_name, email, phone, address, date_of_birth, \
          loyalty_level, joined_on)",
-        9,
         &data.customers,
         |row, c| {
             row.push_bind(c.id)
@@ -104,7 +103,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         conn,
         "products (id, name, category, description, monthly_fee_cents, data_cap_gb, \
          overage_per_gb_cents, speed_tier)",
-        8,
         &data.products,
         |row, p| {
             row.push_bind(p.id)
@@ -122,7 +120,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         conn,
         "subscriptions (id, customer_id, product_id, start_date, end_date, status, \
          service_status, roaming_enabled, autopay_enabled, speed_tier)",
-        10,
         &data.subscriptions,
         |row, s| {
             row.push_bind(s.id)
@@ -141,7 +138,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
     insert_rows(
         conn,
         "invoices (id, subscription_id, invoice_date, due_date, description, amount_cents)",
-        6,
         &data.invoices,
         |row, i| {
             row.push_bind(i.id)
@@ -153,12 +149,11 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         },
     )
     .await?;
-    insert_rows(conn, PAYMENTS, 6, &data.payments, bind_payment).await?;
+    insert_rows(conn, PAYMENTS, &data.payments, bind_payment).await?;
     insert_rows(
         conn,
         "promotions (id, name, description, product_id, min_loyalty_level, discount_percent, \
          start_date, end_date)",
-        8,
         &data.promotions,
         |row, p| {
             row.push_bind(p.id)
@@ -172,19 +167,11 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         },
     )
     .await?;
-    insert_rows(
-        conn,
-        SECURITY_LOGS,
-        5,
-        &data.security_logs,
-        bind_security_log,
-    )
-    .await?;
+    insert_rows(conn, SECURITY_LOGS, &data.security_logs, bind_security_log).await?;
     insert_rows(
         conn,
         "orders (id, customer_id, product_id, item, order_date, amount_cents, status, \
          returned_on)",
-        8,
         &data.orders,
         |row, o| {
             row.push_bind(o.id)
@@ -202,7 +189,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
         conn,
         "support_tickets (id, customer_id, subscription_id, category, priority, status, \
          subject, description, opened_at, closed_at)",
-        10,
         &data.tickets,
         |row, t| {
             row.push_bind(t.id)
@@ -221,7 +207,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
     insert_rows(
         conn,
         "data_usage (subscription_id, usage_date, data_used_mb, voice_minutes, sms_count)",
-        5,
         &data.usage,
         |row, u| {
             row.push_bind(u.subscription_id)
@@ -235,7 +220,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
     insert_rows(
         conn,
         "service_incidents (id, subscription_id, reported_at, description, status)",
-        5,
         &data.incidents,
         |row, i| {
             row.push_bind(i.id)
@@ -249,7 +233,6 @@ pub(super) async fn replace_all(pool: &SqlitePool, data: &Dataset) -> StoreResul
     insert_rows(
         conn,
         "knowledge_documents (id, title, category, content)",
-        4,
         &data.documents,
         |row, d| {
             row.push_bind(d.id)
