@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party MCP peers used by the interop tests into <repo>/.interop/ :
 #   .interop/venv   Python venv with the official `mcp` SDK   (pins: scripts/interop/requirements.txt)
+#                   and the `rotel` OTLP collector the telemetry tests export to
+#                   (pins: scripts/interop/requirements-otel.txt; run by testkit/src/otel.rs)
 #   .interop/node   Node 22 + @modelcontextprotocol/conformance (pins: scripts/interop/package{,-lock}.json)
 #   .interop/cosmos-emulator  the Cosmos DB emulator the storage tests run the Cosmos backend on
 #                   (pins: scripts/cosmos-emulator/package{,-lock}.json; started by its launch.mjs)
@@ -53,6 +55,30 @@ else
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PINS/requirements.txt"
   printf '%s\n' "$py_stamp" >"$VENV/.stamp"
   py_ok || die "mcp $MCP_VERSION did not install correctly into $VENV"
+fi
+
+# ---------------------------------------------------------------- Python: rotel OTLP collector
+# Into the same venv, with a stamp of its own beside the mcp one: it goes with the venv when a
+# change of requirements.txt rebuilds that, and a change of requirements-otel.txt reinstalls it alone.
+ROTEL_VERSION="0.0.1a15"
+otel_stamp="$(hash_of "$PINS/requirements-otel.txt")"
+rotel_agent() {
+  "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"] + "/rotel/rotel-agent")'
+}
+otel_ok() {
+  [ "$(cat "$VENV/.stamp-otel" 2>/dev/null)" = "$otel_stamp" ] &&
+    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("rotel"))' 2>/dev/null)" = "$ROTEL_VERSION" ] &&
+    "$(rotel_agent)" --version 2>/dev/null | grep -q '^rotel '
+}
+if otel_ok; then
+  log "rotel up to date"
+else
+  log "installing rotel==$ROTEL_VERSION into $VENV"
+  # Only its wheel: it carries the binary, while its sdist would need a Rust build.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary rotel \
+    -r "$PINS/requirements-otel.txt"
+  printf '%s\n' "$otel_stamp" >"$VENV/.stamp-otel"
+  otel_ok || die "rotel $ROTEL_VERSION did not install correctly into $VENV ($(rotel_agent) --version fails)"
 fi
 
 # ---------------------------------------------------------------- Node 22 + conformance suite
@@ -110,6 +136,7 @@ conf_ver="$("$NODE22" -p "require('$NODE_DIR/node_modules/@modelcontextprotocol/
 cat <<INFO
 interop peers ready:
   python      $VENV/bin/python   (mcp $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))'))
+  rotel       $(rotel_agent)   ($("$(rotel_agent)" --version))
   node        $NODE22   ($("$NODE22" --version))
   conformance $NODE22 $CONF_JS   (@modelcontextprotocol/conformance $conf_ver)
   cosmos      $NODE22 $EMU_PINS/launch.mjs   (@vercel/cosmosdb-server $want_emu in $EMU_DIR)

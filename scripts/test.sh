@@ -16,7 +16,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 # The storage contract runs on SQLite and on the Cosmos DB emulator (installed above); without
 # the emulator the Cosmos half would be skipped, so here its absence fails the run.
-REQUIRE_COSMOS_EMULATOR=1 cargo nextest run --workspace --run-ignored all --no-fail-fast
+REQUIRE_COSMOS_EMULATOR=1 REQUIRE_OTEL_COLLECTOR=1 cargo nextest run --workspace --run-ignored all --no-fail-fast
 
 # Every fuzz target for a bounded time (FUZZ_SECONDS each, default 30): a panic, a hang (2 s per
 # input) or a blow-up (2 GiB) fails the run; see scripts/fuzz.sh.

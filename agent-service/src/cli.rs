@@ -18,7 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared::audit::print_policy(&config.into_valid()?.auth.policy)?;
         return Ok(());
     }
-    shared::telemetry::init(&config.telemetry)?;
+    let _telemetry = shared::telemetry::init(&config.telemetry, "agent-service")?;
     let valid = config.into_valid()?;
     let addr = valid.config.bind_addr;
     let listener = TcpListener::bind(addr)

@@ -15,7 +15,9 @@
 //! - [`planner`]: the offline planner: with no model, recognises the intent and entities of a
 //!   question, investigates through the same tools and writes a factual answer from the results;
 //! - [`upstream`]: the MCP client of the tools service: the tools a caller may use, calls with
-//!   the caller's token, progress relayed and cancellation passed on.
+//!   the caller's token, progress relayed and cancellation passed on, each call a client span
+//!   whose trace context the tools service continues;
+//! - `metrics`: model calls and tokens, inner tool calls and expert turns (OpenTelemetry).
 
 pub mod agent;
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod config;
 pub mod experts;
 pub mod http;
 pub mod memory;
+mod metrics;
 pub mod model;
 pub mod planner;
 pub mod server;

@@ -117,6 +117,18 @@ pub enum TurnStatus {
     Error,
 }
 
+impl TurnStatus {
+    /// The serialized name, for traces and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnStatus::Done => "done",
+            TurnStatus::NeedsInput => "needs_input",
+            TurnStatus::NeedsConfirmation => "needs_confirmation",
+            TurnStatus::Error => "error",
+        }
+    }
+}
+
 /// One tool call an expert made while answering, as reported to the caller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolCallRecord {

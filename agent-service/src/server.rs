@@ -12,6 +12,7 @@
 //! on from its result.
 
 use std::{borrow::Cow, sync::Arc};
+use tracing::Instrument;
 
 use chrono::Utc;
 use rmcp::{
@@ -292,6 +293,23 @@ impl Experts {
             .meta
             .get_progress_token()
             .map(|token| relay(context.peer.clone(), token));
+        // The turn's span, by the GenAI conventions for agents; rmcp runs this in a task of
+        // its own, so its parent is the request's MCP span, found on the request.
+        let span = tracing::info_span!(
+            "expert",
+            otel.name = format!("invoke_agent {}", expert.domain.as_str()),
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = expert.domain.as_str(),
+            gen_ai.conversation.id = tracing::field::Empty,
+            tenant.id = identity.tenant.as_str(),
+            agent.turn.status = tracing::field::Empty,
+            agent.turn.tool_calls = tracing::field::Empty,
+        );
+        if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+            shared::telemetry::parent_of(&span, &parts.extensions);
+        }
         let answer = self
             .ask(
                 expert,
@@ -307,7 +325,9 @@ impl Experts {
                 progress.as_ref().map(|(tx, _)| tx.clone()),
                 context.ct.clone(),
             )
+            .instrument(span.clone())
             .await;
+        record_turn(&span, expert, &identity.tenant, &answer);
         // Every inner report is relayed before the answer goes out.
         if let Some((tx, relayed)) = progress {
             drop(tx);
@@ -324,6 +344,41 @@ impl Experts {
             Err(Unanswered { message, outcome }) => (tool_error(message), outcome),
         }
     }
+}
+
+/// The turn's outcome on its span and in the `agent.turns` metrics.
+fn record_turn(
+    span: &tracing::Span,
+    expert: &Expert,
+    tenant: &str,
+    answer: &Result<ExpertAnswer, Unanswered>,
+) {
+    let (status, calls) = match answer {
+        Ok(answer) => (answer.status.as_str(), answer.tool_calls.len()),
+        Err(_) => ("unanswered", 0),
+    };
+    if let Ok(ExpertAnswer {
+        conversation_id: Some(id),
+        ..
+    }) = answer
+    {
+        span.record("gen_ai.conversation.id", id.as_str());
+    }
+    span.record("agent.turn.status", status);
+    span.record("agent.turn.tool_calls", calls);
+    if matches!(status, "error" | "unanswered") {
+        span.record("otel.status_code", "ERROR");
+    }
+    let labels = [
+        opentelemetry::KeyValue::new("gen_ai.agent.name", expert.domain.as_str()),
+        opentelemetry::KeyValue::new("tenant.id", tenant.to_owned()),
+        opentelemetry::KeyValue::new("agent.turn.status", status),
+    ];
+    let metrics = crate::metrics::metrics();
+    metrics.turns.add(1, &labels);
+    metrics
+        .turn_tool_calls
+        .record(u64::try_from(calls).unwrap_or(u64::MAX), &labels);
 }
 
 /// Why a question was not put to the expert, and how the audit trail records it.

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            shared::telemetry::init(&cli.stack.telemetry)?;
+            let _telemetry = shared::telemetry::init(&cli.stack.telemetry, "devstack")?;
             let stack = devstack::stack::start(cli.stack).await?;
             writeln!(std::io::stdout(), "{}", stack.banner()).context("writing to stdout")?;
             shared::http::shutdown_signal().await;
@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
         }
         Some(Command::Idp(args)) => {
-            shared::telemetry::init(&args.telemetry)?;
+            let _telemetry = shared::telemetry::init(&args.telemetry, "devstack-idp")?;
             // Before binding: a refused address is never open, not even for a moment.
             args.check_exposure()?;
             let listener = TcpListener::bind(args.bind)

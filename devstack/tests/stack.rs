@@ -31,6 +31,7 @@ fn args(dir: &tempfile::TempDir) -> StackArgs {
         telemetry: TelemetryArgs {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
+            otel: Default::default(),
         },
     }
 }

@@ -190,6 +190,7 @@ impl Edge {
     /// Writes `refusal` as the gateway's JSON answer, with `Connection: close`, then closes.
     async fn answer(&self, mut stream: Stream, refusal: Refusal, client: Option<SocketAddr>) {
         let request_id = self.ids.next();
+        crate::metrics::connection_refused(refusal.code(), refusal.status());
         tracing::info!(
             target: "gateway::access",
             status = refusal.status(),

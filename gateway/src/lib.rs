@@ -10,6 +10,7 @@
 //! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML
 //!   document per route, so production and the local gateway cannot drift;
 //! - [`limits`]: the per-tenant rate limit of each route;
+//! - `metrics`: request durations and the gateway's own refusals (OpenTelemetry);
 //! - [`proxy`]: the local edge itself, a pingora proxy applying the same rules on live traffic,
 //!   and [`run`], which serves it on a listener;
 //! - `connection`: each client connection before pingora sees a request: the connection cap,
@@ -22,6 +23,7 @@ pub mod config;
 mod connection;
 mod error;
 pub mod limits;
+mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod routing;

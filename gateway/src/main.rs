@@ -33,7 +33,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&args.config.config)?;
             writeln!(stdout, "{}", cli::summary(&config)).context("writing to stdout")?;
             drop(stdout);
-            shared::telemetry::init(&args.telemetry)?;
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(threads) = args.worker_threads {
                 runtime.worker_threads(usize::from(threads));
@@ -43,6 +42,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the tokio runtime")?;
             runtime.block_on(async {
+                // In the runtime: the gRPC exporter and the metrics endpoint run on it.
+                let _telemetry = shared::telemetry::init(&args.telemetry, "gateway")?;
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;

@@ -70,6 +70,7 @@ use shared::auth::{
     verifier::JwtVerifier,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tracing::{Span, field};
 
 use crate::{
     config::{Config, Route},
@@ -81,6 +82,7 @@ use crate::{
 
 /// The W3C trace context header.
 const TRACEPARENT_HEADER: &str = "traceparent";
+const TRACESTATE_HEADER: &str = "tracestate";
 
 /// How long in-flight requests may run on after shutdown before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -126,6 +128,11 @@ pub struct Ctx {
     held_body: Option<BytesMut>,
     /// When the body must have arrived in full (`None`: no body is expected).
     body_by: Option<Instant>,
+    /// The request's span (continuing the caller's trace); it ends with the request.
+    span: Span,
+    /// Why the gateway refused the request itself, for the `gateway.refusals` metric: the
+    /// refusal's code, or for a 401 the verification's reason (`expired`...).
+    refused: Option<&'static str>,
 }
 
 impl Gateway {
@@ -297,10 +304,13 @@ impl ProxyHttp for Gateway {
             body_bytes: 0,
             held_body: None,
             body_by: None,
+            span: Span::none(),
+            refused: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.span = request_span(session.req_header(), &ctx.request_id);
         let path_and_query = session
             .req_header()
             .uri
@@ -333,6 +343,11 @@ impl ProxyHttp for Gateway {
             return Err(Error::explain(ErrorType::InternalError, "route index"));
         };
         ctx.route = Some(index);
+        ctx.span.record(
+            "otel.name",
+            format!("{} {}", session.req_header().method, route.name),
+        );
+        ctx.span.record("gateway.route", route.name.as_str());
         if !MCP_METHODS.contains(&session.req_header().method.as_str()) {
             let body = error_body(
                 "method_not_allowed",
@@ -348,8 +363,14 @@ impl ProxyHttp for Gateway {
         };
 
         let verified = match bearer(&session.req_header().headers) {
-            Err(AuthError::MissingToken) => Err(&state.challenge),
-            Err(_) => Err(&state.invalid_token_challenge),
+            Err(AuthError::MissingToken) => {
+                ctx.refused = Some(AuthError::MissingToken.reason());
+                Err(&state.challenge)
+            }
+            Err(error) => {
+                ctx.refused = Some(error.reason());
+                Err(&state.invalid_token_challenge)
+            }
             Ok(token) => match self.verifier.verify(token).await {
                 // Verified, but for another resource (another route, another company): the
                 // same 401 as any invalid token, so nothing tells a caller which routes exist.
@@ -363,11 +384,13 @@ impl ProxyHttp for Gateway {
                         route_audiences = ?route.audiences,
                         "token refused"
                     );
+                    ctx.refused = Some(error.reason());
                     Err(&state.invalid_token_challenge)
                 }
                 Ok(identity) => Ok(identity),
                 Err(error) => {
                     tracing::debug!(target: "gateway::access", route = %route.name, reason = %error, "token refused");
+                    ctx.refused = Some(error.reason());
                     Err(&state.invalid_token_challenge)
                 }
             },
@@ -388,13 +411,16 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.tenant = Some(identity.tenant.clone());
+        ctx.span.record("tenant.id", identity.tenant.as_str());
         if !route.admits(&identity.tenant) {
             let refusal = Refusal::TenantNotAllowed;
+            ctx.refused = Some(refusal.code());
             let body = refusal_body(refusal, &ctx.request_id);
             return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
         }
         if let Err(wait) = self.limits.check(index, &identity.tenant) {
             let refusal = Refusal::RateLimited;
+            ctx.refused = Some(refusal.code());
             let body = refusal_body(refusal, &ctx.request_id);
             let retry_after = retry_after_secs(wait).to_string();
             return respond(
@@ -418,6 +444,7 @@ impl ProxyHttp for Gateway {
             // writing its body when the connection closes sees a broken pipe, not the 413.
             let _ = tokio::time::timeout(BODY_DRAIN_TIMEOUT, session.drain_request_body()).await;
             let refusal = Refusal::BodyTooLarge;
+            ctx.refused = Some(refusal.code());
             let body = refusal_body(refusal, &ctx.request_id);
             return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
         }
@@ -549,6 +576,17 @@ impl ProxyHttp for Gateway {
         }
         req.insert_header("x-forwarded-proto", "http")?;
         req.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        // The backend's spans are children of this request's; its `tracestate` is the caller's.
+        let ours = shared::telemetry::trace_headers(&ctx.span);
+        if !ours.is_empty() {
+            req.remove_header(TRACESTATE_HEADER);
+            for (name, value) in &ours {
+                req.insert_header(name.clone(), value.clone())?;
+            }
+            return Ok(());
+        }
+        // Without OpenTelemetry (a library user that did not call `shared::telemetry::init`):
+        // the caller's trace context is passed on, or one is started.
         let forwarded = req
             .headers
             .get(TRACEPARENT_HEADER)
@@ -596,6 +634,7 @@ impl ProxyHttp for Gateway {
             }
             _ => Some(Refusal::EdgeError),
         };
+        ctx.refused = ctx.refused.or(refusal.map(Refusal::code));
         let (status, body) = match refusal {
             Some(refusal) => (refusal.status(), refusal_body(refusal, &ctx.request_id)),
             // No healthy upstream: the same words as an unreachable one, with 503.
@@ -626,20 +665,56 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = self.route(ctx).map_or("-", |(r, _)| r.name.as_str());
-        tracing::info!(
-            target: "gateway::access",
+        let elapsed = ctx.start.elapsed();
+        let method = session.req_header().method.as_str();
+        ctx.span.record("http.response.status_code", status);
+        if status >= 500 || status == 0 {
+            ctx.span.record("otel.status_code", "ERROR");
+        }
+        ctx.span.in_scope(|| {
+            tracing::info!(
+                target: "gateway::access",
+                route,
+                tenant = ctx.tenant.as_deref().unwrap_or("-"),
+                status,
+                upstream = ctx.upstream.as_deref().unwrap_or("-"),
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                request_id = %ctx.request_id,
+                error = error.map(|e| e.etype().as_str()),
+                "{} {}",
+                method,
+                session.req_header().uri.path(),
+            );
+        });
+        crate::metrics::request_served(
+            method,
             route,
-            tenant = ctx.tenant.as_deref().unwrap_or("-"),
             status,
-            upstream = ctx.upstream.as_deref().unwrap_or("-"),
-            duration_us = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            request_id = %ctx.request_id,
-            error = error.map(|e| e.etype().as_str()),
-            "{} {}",
-            session.req_header().method,
-            session.req_header().uri.path(),
+            ctx.tenant.as_deref(),
+            ctx.refused,
+            elapsed,
         );
     }
+}
+
+/// The span of one request at the gateway: a server span continuing the caller's trace, named
+/// `METHOD route` once the route is known. Never the query string or a header's value.
+fn request_span(head: &RequestHeader, request_id: &str) -> Span {
+    let span = tracing::info_span!(
+        target: "gateway",
+        "request",
+        otel.name = head.method.as_str(),
+        otel.kind = "server",
+        otel.status_code = field::Empty,
+        http.request.method = head.method.as_str(),
+        url.path = head.uri.path(),
+        gateway.route = field::Empty,
+        tenant.id = field::Empty,
+        http.response.status_code = field::Empty,
+        request_id,
+    );
+    shared::telemetry::continue_trace(&span, &head.headers);
+    span
 }
 
 /// Builds the verifier (OIDC discovery and the first key load), then serves the gateway on

@@ -34,7 +34,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging settings shared by every binary.
+/// Logging and telemetry settings shared by every binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// Log line format.
@@ -44,6 +44,123 @@ pub struct TelemetryArgs {
     /// every request's handshake at info, hence its own level by default.
     #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     pub log_filter: String,
+    #[command(flatten)]
+    pub otel: OtelArgs,
+}
+
+/// OpenTelemetry export, by the variables the OpenTelemetry SDKs of every language read, so an
+/// operator's existing settings work unchanged. Without an endpoint nothing is exported.
+#[derive(Clone, clap::Args)]
+pub struct OtelArgs {
+    /// Where traces and metrics go over OTLP: the collector's base URL, e.g.
+    /// `http://localhost:4318` (HTTP) or `http://localhost:4317` (gRPC). Unset: no export.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// The OTLP transport: `http/protobuf` (to `<endpoint>/v1/traces` and `/v1/metrics`) or
+    /// `grpc`.
+    #[arg(
+        long = "otlp-protocol",
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value_t = OtlpProtocol::HttpProtobuf
+    )]
+    pub protocol: OtlpProtocol,
+    /// Headers sent with every export, `key=value` pairs separated by commas (values
+    /// percent-encoded): how hosted backends take their API key. Never logged.
+    #[arg(
+        long = "otlp-headers",
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        hide_env_values = true
+    )]
+    pub headers: Option<String>,
+    /// The service's name in every trace and metric; the binary's own name by default.
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// More resource attributes, `key=value` pairs separated by commas, e.g.
+    /// `deployment.environment.name=staging,service.namespace=contoso`.
+    #[arg(long = "otel-resource-attributes", env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub resource_attributes: Option<String>,
+    /// Which traces are kept: `parentbased_always_on` (the default: follow the caller's choice,
+    /// keep every trace this service starts), `parentbased_traceidratio`, `traceidratio`,
+    /// `always_on`, `always_off`, `parentbased_always_off`.
+    #[arg(
+        long = "otel-traces-sampler",
+        env = "OTEL_TRACES_SAMPLER",
+        value_enum,
+        default_value_t = TraceSampler::ParentbasedAlwaysOn
+    )]
+    pub sampler: TraceSampler,
+    /// The ratio (0 to 1) of the `*traceidratio` samplers; 1 by default.
+    #[arg(long = "otel-traces-sampler-arg", env = "OTEL_TRACES_SAMPLER_ARG")]
+    pub sampler_arg: Option<f64>,
+    /// Milliseconds between two exports of the metrics.
+    #[arg(
+        long = "otel-metric-export-interval",
+        env = "OTEL_METRIC_EXPORT_INTERVAL",
+        default_value_t = 60_000
+    )]
+    pub metric_export_interval_ms: u64,
+    /// Where to serve the metrics for Prometheus to scrape (`GET /metrics`), e.g.
+    /// `127.0.0.1:9464`: a port of its own, never the public one. Unset: not served.
+    #[arg(long = "metrics-bind-addr", env = "METRICS_BIND_ADDR")]
+    pub metrics_bind_addr: Option<std::net::SocketAddr>,
+}
+
+impl Default for OtelArgs {
+    /// Nothing exported, nothing served: what a service gets without any `OTEL_*` setting.
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            protocol: OtlpProtocol::default(),
+            headers: None,
+            service_name: None,
+            resource_attributes: None,
+            sampler: TraceSampler::default(),
+            sampler_arg: None,
+            metric_export_interval_ms: 60_000,
+            metrics_bind_addr: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OtelArgs {
+    // The export headers carry backends' API keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelArgs")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("headers", &self.headers.as_ref().map(|_| "<redacted>"))
+            .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("sampler", &self.sampler)
+            .field("sampler_arg", &self.sampler_arg)
+            .field("metric_export_interval_ms", &self.metric_export_interval_ms)
+            .field("metrics_bind_addr", &self.metrics_bind_addr)
+            .finish()
+    }
+}
+
+/// The OTLP transports (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    #[default]
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
+}
+
+/// The standard samplers (`OTEL_TRACES_SAMPLER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum TraceSampler {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    #[default]
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    ParentbasedTraceidratio,
 }
 
 /// Which `Host` and `Origin` headers an MCP endpoint accepts (DNS-rebinding protection).

@@ -3,7 +3,8 @@
 //! - [`auth`]: JWT verification, role policy, the authentication middleware and OAuth metadata.
 //! - [`config`]: the settings common to every service (bind address, logging, host and origin
 //!   allow-lists), parsed by `clap` from flags with environment-variable fallbacks.
-//! - [`telemetry`]: one way to initialise `tracing` for every binary.
+//! - [`telemetry`]: one way to initialise logging, OpenTelemetry traces and metrics (OTLP export,
+//!   Prometheus endpoint) for every binary, and the W3C trace context in and out of a service.
 //! - [`files`]: owner-only folders and files for what holds personal data or secrets.
 //! - [`http`]: serving an axum router on a listener with graceful shutdown, the request
 //!   middleware (request ids, access log with timing, panic capture) and the health endpoints.

@@ -10,6 +10,7 @@
 
 mod envelope;
 pub mod live;
+mod observe;
 
 pub use envelope::is_json_post;
 

@@ -2,5 +2,8 @@
 //! one place, used only as a dev-dependency.
 //!
 //! - [`cosmos`]: a local Cosmos DB emulator started for a test, and a database of its own.
+//! - [`otel`]: a real OTLP collector (rotel) started for a test, and the spans and metrics it
+//!   received, read back from what it prints.
 
 pub mod cosmos;
+pub mod otel;

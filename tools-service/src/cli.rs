@@ -21,7 +21,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Seed(args)) => {
-            shared::telemetry::init(&config.telemetry)?;
+            let _telemetry = shared::telemetry::init(&config.telemetry, "tools-service")?;
             return seed(&config, args).await;
         }
         None => {}
@@ -30,7 +30,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared::audit::print_policy(&config.into_valid()?.auth.policy)?;
         return Ok(());
     }
-    shared::telemetry::init(&config.telemetry)?;
+    let _telemetry = shared::telemetry::init(&config.telemetry, "tools-service")?;
     let valid = config.into_valid()?;
     let addr = valid.config.bind_addr;
     let listener = TcpListener::bind(addr)

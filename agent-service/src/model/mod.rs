@@ -73,6 +73,15 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// `error.type` in traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelError::Request { .. } => "request_failed",
+            ModelError::Empty { .. } => "empty_answer",
+            ModelError::Auth { .. } => "auth",
+        }
+    }
+
     /// For the log (never for a caller): the failure with the endpoint and the cause.
     pub fn detail(&self) -> String {
         match self {

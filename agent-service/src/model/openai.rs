@@ -2,7 +2,7 @@
 //! the path, `api-version` query, `api-key` header or an Entra bearer token) or any
 //! OpenAI-compatible endpoint (model in the body, optional bearer key).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_openai::{
     Client,
@@ -20,11 +20,13 @@ use async_openai::{
     },
 };
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use reqwest::header::HeaderMap;
 use shared::{
     azure::AzureAuth,
     config::{AzureDeployment, Secret},
 };
+use tracing::{Instrument, field};
 
 use super::{ChatModel, Message, ModelError, Reply, ToolCall, ToolSpec};
 
@@ -171,6 +173,59 @@ impl ChatModel for OpenAiChat {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<Reply, ModelError> {
+        // A client span by the GenAI conventions: model and token counts, never the messages.
+        let span = tracing::info_span!(
+            "model",
+            otel.name = format!("chat {}", self.model),
+            otel.kind = "client",
+            otel.status_code = field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.provider(),
+            gen_ai.request.model = self.model,
+            gen_ai.response.model = field::Empty,
+            gen_ai.usage.input_tokens = field::Empty,
+            gen_ai.usage.output_tokens = field::Empty,
+            error.r#type = field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .exchange(messages, tools, &span)
+            .instrument(span.clone())
+            .await;
+        let mut labels = vec![
+            KeyValue::new("gen_ai.operation.name", "chat"),
+            KeyValue::new("gen_ai.provider.name", self.provider()),
+            KeyValue::new("gen_ai.request.model", self.model.clone()),
+        ];
+        if let Err(error) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error.kind());
+            labels.push(KeyValue::new("error.type", error.kind()));
+        }
+        crate::metrics::metrics()
+            .model_duration
+            .record(started.elapsed().as_secs_f64(), &labels);
+        result
+    }
+}
+
+impl OpenAiChat {
+    /// `gen_ai.provider.name`: Azure OpenAI, or any OpenAI-compatible endpoint.
+    fn provider(&self) -> &'static str {
+        if self.auth.is_some() {
+            "azure.ai.openai"
+        } else {
+            "openai"
+        }
+    }
+
+    /// One Chat Completions request in `span`, whose context the request carries.
+    async fn exchange(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        span: &tracing::Span,
+    ) -> Result<Reply, ModelError> {
         let request = CreateChatCompletionRequest {
             model: self.model.clone(),
             messages: messages.iter().map(wire_message).collect(),
@@ -178,8 +233,12 @@ impl ChatModel for OpenAiChat {
             parallel_tool_calls: (!tools.is_empty()).then_some(true),
             ..CreateChatCompletionRequest::default()
         };
+        let mut headers = shared::telemetry::trace_headers(span);
+        if let Some(auth) = self.auth_headers().await? {
+            headers.extend(auth);
+        }
         let mut chat = self.client.chat();
-        if let Some(headers) = self.auth_headers().await? {
+        if !headers.is_empty() {
             chat = chat.headers(headers);
         }
         let response = chat.create(request).await.map_err(|e| {
@@ -195,6 +254,26 @@ impl ChatModel for OpenAiChat {
             }
             .logged()
         };
+        span.record("gen_ai.response.model", response.model.as_str());
+        if let Some(usage) = &response.usage {
+            span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+            span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+            let tokens = &crate::metrics::metrics().tokens;
+            for (kind, count) in [
+                ("input", usage.prompt_tokens),
+                ("output", usage.completion_tokens),
+            ] {
+                tokens.record(
+                    u64::from(count),
+                    &[
+                        KeyValue::new("gen_ai.operation.name", "chat"),
+                        KeyValue::new("gen_ai.provider.name", self.provider()),
+                        KeyValue::new("gen_ai.request.model", self.model.clone()),
+                        KeyValue::new("gen_ai.token.type", kind),
+                    ],
+                );
+            }
+        }
         let message = response
             .choices
             .into_iter()

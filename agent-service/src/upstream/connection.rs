@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Instant};
 
+use opentelemetry::KeyValue;
 use rmcp::{
     RoleClient,
     model::{
@@ -13,6 +14,7 @@ use rmcp::{
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     UpstreamError,
@@ -151,13 +153,42 @@ impl ToolsConnection {
             arguments = %serde_json::Value::Object(arguments.clone()),
             "inner tool call arguments"
         );
+        // A client span by the MCP conventions; the tools service continues its trace.
+        let span = tracing::info_span!(
+            "tool call",
+            otel.name = format!("tools/call {tool}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = tool,
+            gen_ai.operation.name = "execute_tool",
+            error.r#type = tracing::field::Empty,
+        );
         let started = Instant::now();
-        let result = self.run_call(tool, arguments, options).await;
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let result = self
+            .run_call(tool, arguments, options, &span)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let outcome = match &result {
             Ok(outcome) => outcome.kind(),
             Err(error) => error.kind(),
         };
+        let mut labels = vec![
+            KeyValue::new("mcp.method.name", "tools/call"),
+            KeyValue::new("gen_ai.tool.name", tool.to_owned()),
+        ];
+        if outcome != "ok" {
+            span.record("error.type", outcome);
+            labels.push(KeyValue::new("error.type", outcome));
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        crate::metrics::metrics()
+            .tool_call_duration
+            .record(elapsed.as_secs_f64(), &labels);
         tracing::info!(
             tool,
             conversation_id = %self.conversation_id,
@@ -173,11 +204,15 @@ impl ToolsConnection {
         tool: &str,
         arguments: JsonObject,
         options: CallOptions,
+        span: &tracing::Span,
     ) -> Result<ToolOutcome, UpstreamError> {
         let peer = self.service.peer();
-        let request = ClientRequest::CallToolRequest(Request::new(
-            CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments),
-        ));
+        let mut call =
+            Request::new(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments));
+        // Read by the transport's HTTP client (`super::traced`), which sends from another task.
+        call.extensions
+            .insert(shared::telemetry::TraceParent::of(span));
+        let request = ClientRequest::CallToolRequest(call);
         let handle = peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await

@@ -21,6 +21,7 @@ pub mod connection;
 pub mod exchange;
 pub mod progress;
 pub mod token;
+mod traced;
 
 use std::{sync::Arc, time::Duration};
 
@@ -270,7 +271,10 @@ impl ToolsClient {
         let config = StreamableHttpClientTransportConfig::with_uri(self.url.clone())
             .auth_header(token.expose());
         let transport = RelayTransport::new(
-            StreamableHttpClientTransport::with_client(self.http.clone(), config),
+            StreamableHttpClientTransport::with_client(
+                traced::TracedHttp::new(self.http.clone()),
+                config,
+            ),
             routes.clone(),
         );
         let handshake = client_info().serve_with_lifecycle(

@@ -273,6 +273,15 @@ impl Jwks {
     async fn fetch_and_store(&self) -> Result<usize, String> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stored = self.fetch_keys().await;
+        let outcome = if stored.is_ok() { "ok" } else { "failed" };
+        crate::telemetry::metrics::serving()
+            .jwks_refreshes
+            .add(1, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+        stored
+    }
+
+    async fn fetch_keys(&self) -> Result<usize, String> {
         let set: JwkSet = get_json(&self.http, &self.uri, self.limits).await?;
         let keys = parse(set);
         if keys.is_empty() {

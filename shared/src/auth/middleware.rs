@@ -178,10 +178,26 @@ pub async fn authenticate(
 ) -> Response {
     match auth.identify(request.headers()).await {
         Ok(identity) => {
+            let tenant = identity.tenant.clone();
+            tracing::Span::current().record("tenant.id", tenant.as_str());
             request.extensions_mut().insert(identity);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            response
+                .extensions_mut()
+                .insert(crate::http::ServedTenant(tenant));
+            response
         }
         Err(error) => {
+            crate::telemetry::metrics::serving().refusals.add(
+                1,
+                &[
+                    opentelemetry::KeyValue::new("reason", error.reason()),
+                    opentelemetry::KeyValue::new(
+                        "http.response.status_code",
+                        if error.is_forbidden() { 403 } else { 401 },
+                    ),
+                ],
+            );
             let request_id = request
                 .headers()
                 .get("x-request-id")

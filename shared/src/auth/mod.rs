@@ -107,6 +107,27 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The refusal's reason in one word, for metrics (`auth.refusals`) and span attributes;
+    /// never the token or its claims.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::MalformedHeader => "malformed_header",
+            AuthError::TooLarge => "token_too_large",
+            AuthError::Malformed(_) => "malformed_token",
+            AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            AuthError::MissingKid => "missing_kid",
+            AuthError::UnknownKid(_) => "unknown_kid",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Invalid(_) => "invalid_token",
+            AuthError::MissingTenant => "missing_tenant",
+            AuthError::UntrustedActor(_) => "untrusted_actor",
+            AuthError::DelegationTooDeep => "delegation_too_deep",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::TenantNotAllowed(_) => "tenant_not_allowed",
+        }
+    }
+
     /// True when the caller is authenticated but not admitted (HTTP 403).
     pub fn is_forbidden(&self) -> bool {
         matches!(self, AuthError::TenantNotAllowed(_))

@@ -5,22 +5,24 @@
 
 mod conn;
 pub mod limits;
+mod observe;
 pub mod probe;
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+pub use observe::ServedTenant;
+pub(crate) use observe::hold;
+
+use std::{future::Future, io, sync::Arc};
 
 use axum::{
     Json, Router,
-    http::{HeaderName, Request, Response, StatusCode},
+    http::{HeaderName, Response, StatusCode},
     response::IntoResponse,
 };
 use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
 };
-use tracing::{Span, field};
 
 /// Header carrying the id that ties a request's log lines together (kept if the caller sent one).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,11 +59,22 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    serve_unannounced(listener, router, bounds, shutdown).await
+}
+
+/// [`serve_with`] without the `listening on` line: for a second listener of a service (its
+/// metrics), which must not be taken for the service's own address.
+pub(crate) async fn serve_unannounced(
+    listener: TcpListener,
+    router: Router,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let bounds = Arc::new(bounds);
     // The request-level bounds run inside `with_middleware` (so the access log and the request
     // id cover their refusals); they find the bounds on the request.
     let app = router.layer(axum::Extension(bounds.clone()));
-    tracing::info!("listening on http://{addr}");
     conn::serve(listener, app, bounds, shutdown).await
 }
 
@@ -95,46 +108,20 @@ pub async fn shutdown_signal() {
 }
 
 /// Wraps a service's routes in the middleware every service uses, outermost first:
-/// request id (kept from the caller or generated, echoed in the response), one access-log line
-/// per request with status and duration, the request-level bounds of [`serve_with`] (time to a
-/// response head, body size, JSON depth), and panic capture (a panicking handler answers 500
-/// with a JSON body instead of dropping the connection).
+/// request id (kept from the caller or generated, echoed in the response), the request's span
+/// (continuing the caller's trace), access-log line and duration metric (`observe`), the
+/// request-level bounds of [`serve_with`] (time to a response head, body size, JSON depth), and
+/// panic capture (a panicking handler answers 500 with a JSON body instead of dropping the
+/// connection).
 ///
 /// The access log records the path but never the query string or headers, so tokens and
 /// customer data in them stay out of logs.
 pub fn with_middleware(router: Router) -> Router {
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request<_>| {
-            let request_id = request
-                .headers()
-                .get(&REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!(
-                "http",
-                method = %request.method(),
-                path = request.uri().path(),
-                request_id,
-                status = field::Empty,
-            )
-        })
-        .on_request(())
-        .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
-            span.record("status", response.status().as_u16());
-            tracing::info!(
-                status = response.status().as_u16(),
-                duration_us = latency.as_micros() as u64,
-                "request"
-            );
-        })
-        .on_body_chunk(())
-        .on_eos(())
-        .on_failure(());
     router
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(limits::guard_body))
         .layer(axum::middleware::from_fn(limits::request_timeout))
-        .layer(trace)
+        .layer(axum::middleware::from_fn(observe::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -130,20 +130,46 @@ pub(crate) async fn check_envelope(request: Request, next: Next) -> Response {
             .into_response();
         }
     };
-    if let Err(refusal) = check(&bytes) {
-        tracing::debug!(
-            code = refusal.code,
-            message = %refusal.message,
-            "MCP message refused before the transport"
-        );
-        return refusal.into_response();
+    let operation = match check(&bytes) {
+        Ok(operation) => operation,
+        Err(refusal) => {
+            tracing::debug!(
+                code = refusal.code,
+                message = %refusal.message,
+                "MCP message refused before the transport"
+            );
+            return refusal.into_response();
+        }
+    };
+    match operation {
+        Some(operation) => super::observe::operation(operation, parts, bytes, next).await,
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }
 
-/// Whether `bytes` is one well-formed JSON-RPC message; if not, why.
-fn check(bytes: &Bytes) -> Result<(), Refusal> {
+/// A request the envelope check let through, as its span and metric name it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Operation {
+    pub method: String,
+    /// The JSON-RPC id as written (`7`, `"a"`).
+    pub id: String,
+    /// The tool of a `tools/call`.
+    pub tool: Option<String>,
+}
+
+/// The `name` of a `tools/call`'s params, borrowed.
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+/// Whether `bytes` is one well-formed JSON-RPC message; if not, why. A request (a message
+/// with an id and a method) is described for its span.
+fn check(bytes: &Bytes) -> Result<Option<Operation>, Refusal> {
     // One pass for a well-formed message; the body is looked at again only to say why not.
     // Only an object: serde would also read a struct from an array of its members in order.
     let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -171,7 +197,7 @@ fn check(bytes: &Bytes) -> Result<(), Refusal> {
     let Some(method) = envelope.method else {
         if envelope.result.is_some() || envelope.error.is_some() {
             // A response to a request of the server's (elicitation, sampling, roots).
-            return Ok(());
+            return Ok(None);
         }
         return Err(Refusal::invalid(
             "the message has no \"method\" (nor \"result\" or \"error\")",
@@ -183,7 +209,7 @@ fn check(bytes: &Bytes) -> Result<(), Refusal> {
     };
     let Some(id) = id else {
         // A notification gets no answer, so there is nobody to tell about its params.
-        return Ok(());
+        return Ok(None);
     };
     match check_params(&method, envelope.params) {
         Some(Err(error)) => Err(Refusal {
@@ -191,7 +217,18 @@ fn check(bytes: &Bytes) -> Result<(), Refusal> {
             message: format!("invalid params for {method}: {error}"),
             id,
         }),
-        Some(Ok(())) | None => Ok(()),
+        Some(Ok(())) | None => {
+            let tool = (method == "tools/call")
+                .then_some(envelope.params)
+                .flatten()
+                .and_then(|params| serde_json::from_str::<Named>(params.get()).ok())
+                .map(|named| named.name.into_owned());
+            Ok(Some(Operation {
+                method: method.into_owned(),
+                id: id.to_string(),
+                tool,
+            }))
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 #[cfg(feature = "cosmos")]
 pub mod cosmos;
+mod observed;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -231,7 +232,8 @@ pub trait StoreHealth: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Every concern of the storage, from one backend.
+/// Every concern of the storage, from one backend; what the tools use is observed
+/// (`observed`: a span and a duration per call).
 #[derive(Clone)]
 pub struct Storage {
     pub customers: Arc<dyn CustomerData>,
@@ -248,10 +250,13 @@ impl Storage {
         B: CustomerData + CatalogData + KnowledgeData + SeedData + StoreHealth,
     {
         let backend = Arc::new(backend);
+        // What the tools read and write is observed (spans, durations); seeding and health
+        // checks are not requests' work.
+        let observed = Arc::new(observed::Observed::new(backend.clone(), backend.backend()));
         Storage {
-            customers: backend.clone(),
-            catalog: backend.clone(),
-            knowledge: backend.clone(),
+            customers: observed.clone(),
+            catalog: observed.clone(),
+            knowledge: observed,
             seeding: backend.clone(),
             health: backend,
         }

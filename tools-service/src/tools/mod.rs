@@ -64,6 +64,7 @@ use shared::{
     auth::{Identity, RolePolicy},
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use error::ToolError;
 use render::Render;
@@ -523,9 +524,23 @@ impl ContosoTools {
             Some(text) => Arguments::Text(text.unwrap_or_else(|| Arc::from("{}"))),
             None => Arguments::Value(request.arguments.clone().unwrap_or_default()),
         };
+        // rmcp runs this in a task of its own: the span's parent is the request's MCP span.
+        let span = tracing::info_span!(
+            "tool",
+            otel.name = name,
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.tool.name = name,
+            error.r#type = tracing::field::Empty,
+        );
+        if let Some(parts) = parts {
+            shared::telemetry::parent_of(&span, &parts.extensions);
+        }
         let outcome = shared::mcp::answer_panics(
             request_id,
-            self.catalog.call(name, self.state.clone(), arguments, ctx),
+            self.catalog
+                .call(name, self.state.clone(), arguments, ctx)
+                .instrument(span.clone()),
         )
         .await;
         let result = match outcome {
@@ -534,6 +549,10 @@ impl ContosoTools {
                 result
             }
             Ok(Err(error)) => {
+                span.record("error.type", error.kind());
+                if matches!(error, ToolError::Internal | ToolError::Busy) {
+                    span.record("otel.status_code", "ERROR");
+                }
                 audit.finish(Outcome::tool_error(error.kind())).await;
                 CallToolResult::error(vec![ContentBlock::text(error.for_caller(request_id))])
             }
