@@ -41,8 +41,13 @@ pub struct TelemetryArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter in `tracing` syntax, e.g. `info,tools_service=debug`. The MCP library logs
-    /// every request's handshake at info, hence its own level by default.
-    #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
+    /// every request's handshake at info, and the OpenTelemetry SDK its exporters' life, hence
+    /// their own levels by default (a failed export is still a warning).
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,rmcp=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn"
+    )]
     pub log_filter: String,
     #[command(flatten)]
     pub otel: OtelArgs,
@@ -100,6 +105,16 @@ pub struct OtelArgs {
         default_value_t = 60_000
     )]
     pub metric_export_interval_ms: u64,
+    /// `true`: no OpenTelemetry at all: no spans are made, nothing is exported or served, and
+    /// trace context is not propagated (log lines carry no trace ids). For measuring what the
+    /// instrumentation itself costs, or to switch it off entirely.
+    #[arg(
+        long = "otel-sdk-disabled",
+        env = "OTEL_SDK_DISABLED",
+        value_parser = BoolishValueParser::new(),
+        default_value_t = false
+    )]
+    pub disabled: bool,
     /// Where to serve the metrics for Prometheus to scrape (`GET /metrics`), e.g.
     /// `127.0.0.1:9464`: a port of its own, never the public one. Unset: not served.
     #[arg(long = "metrics-bind-addr", env = "METRICS_BIND_ADDR")]
@@ -118,6 +133,7 @@ impl Default for OtelArgs {
             sampler: TraceSampler::default(),
             sampler_arg: None,
             metric_export_interval_ms: 60_000,
+            disabled: false,
             metrics_bind_addr: None,
         }
     }
@@ -135,6 +151,7 @@ impl std::fmt::Debug for OtelArgs {
             .field("sampler", &self.sampler)
             .field("sampler_arg", &self.sampler_arg)
             .field("metric_export_interval_ms", &self.metric_export_interval_ms)
+            .field("disabled", &self.disabled)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
             .finish()
     }

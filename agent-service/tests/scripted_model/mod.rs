@@ -139,6 +139,11 @@ async fn answer(State(script): State<Arc<Mutex<Script>>>, request: Request) -> R
     Json(completion(n, choices)).into_response()
 }
 
+/// The token usage every completion reports: two different numbers, so a test can tell input
+/// from output tokens in what the agent records of them (spans, metrics).
+pub const PROMPT_TOKENS: u32 = 120;
+pub const COMPLETION_TOKENS: u32 = 30;
+
 fn completion(n: usize, choices: Vec<Value>) -> Value {
     json!({
         "id": format!("chatcmpl-{n}"),
@@ -146,6 +151,10 @@ fn completion(n: usize, choices: Vec<Value>) -> Value {
         "created": 1_790_000_000u32,
         "model": "scripted",
         "choices": choices,
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS
+        }
     })
 }

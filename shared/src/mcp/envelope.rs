@@ -296,6 +296,35 @@ fn check_params(method: &str, params: Option<&RawValue>) -> Option<Result<(), se
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_request_is_described_by_method_id_and_tool_and_nothing_else() {
+        let described = |body: &str| check(&Bytes::copy_from_slice(body.as_bytes())).expect(body);
+        assert_eq!(
+            described(
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_customer_detail","arguments":{"customer_id":251}}}"#
+            ),
+            Some(Operation {
+                method: "tools/call".into(),
+                id: "7".into(),
+                tool: Some("get_customer_detail".into()),
+            })
+        );
+        assert_eq!(
+            described(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#),
+            Some(Operation {
+                method: "tools/list".into(),
+                id: "\"a\"".into(),
+                tool: None,
+            })
+        );
+        // Notifications and responses get no span of their own.
+        assert_eq!(
+            described(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            None
+        );
+        assert_eq!(described(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#), None);
+    }
+
     fn refused(body: &str) -> Refusal {
         check(&Bytes::copy_from_slice(body.as_bytes())).expect_err(body)
     }

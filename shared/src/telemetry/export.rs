@@ -15,14 +15,16 @@ use opentelemetry_sdk::{
 use crate::config::{ConfigError, OtelArgs, OtlpProtocol, TraceSampler};
 
 /// How long one export may take before it is given up (the spans of that batch are lost).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shutting down may wait for the last batch to reach the collector.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutting down may wait for the last spans, and then the last metrics, to reach the
+/// collector: a hung collector delays a stop by twice this, well within a container's grace.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What [`super::init`] started; dropping it sends what is buffered (within a few seconds) and
 /// stops the exporters.
 pub struct Telemetry {
-    tracers: SdkTracerProvider,
+    /// `None` with `OTEL_SDK_DISABLED=true`.
+    tracers: Option<SdkTracerProvider>,
     meters: Option<SdkMeterProvider>,
     service: String,
     exports: bool,
@@ -41,6 +43,15 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     pub(super) fn start(args: &OtelArgs, service: &str) -> Result<Self, ConfigError> {
+        if args.disabled {
+            return Ok(Telemetry {
+                tracers: None,
+                meters: None,
+                service: service.to_owned(),
+                exports: false,
+                metrics_addr: None,
+            });
+        }
         let resource = resource(args, service)?;
         let service = resource
             .get(&opentelemetry::Key::from_static_str("service.name"))
@@ -86,7 +97,7 @@ impl Telemetry {
             opentelemetry::global::set_meter_provider(meters.clone());
         }
         Ok(Telemetry {
-            tracers: tracers.build(),
+            tracers: Some(tracers.build()),
             meters,
             service,
             exports: args.endpoint.is_some(),
@@ -94,9 +105,11 @@ impl Telemetry {
         })
     }
 
-    pub(super) fn tracer(&self) -> SdkTracer {
+    /// The tracer spans are made with; `None` when OpenTelemetry is disabled.
+    pub(super) fn tracer(&self) -> Option<SdkTracer> {
         use opentelemetry::trace::TracerProvider;
-        self.tracers.tracer(self.service.clone())
+        let tracers = self.tracers.as_ref()?;
+        Some(tracers.tracer(self.service.clone()))
     }
 
     /// Whether spans and metrics leave the process over OTLP.
@@ -116,7 +129,9 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         // Errors here are a collector gone or already shut down: nothing left to tell anyone.
-        let _ = self.tracers.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        if let Some(tracers) = &self.tracers {
+            let _ = tracers.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        }
         if let Some(meters) = &self.meters {
             let _ = meters.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
         }

@@ -66,19 +66,29 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<Telemetry, ConfigErro
             layer.with_filter(filter).boxed()
         }
     };
-    let spans: BoxedLayer = tracing_opentelemetry::layer()
-        .with_tracer(telemetry.tracer())
-        .with_location(false)
-        .with_threads(false)
-        .with_level(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_filter(filter_fn(is_exported_span).with_max_level_hint(LevelFilter::INFO))
-        .boxed();
+    let mut layers = vec![logs];
+    if let Some(tracer) = telemetry.tracer() {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_level(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
+                .with_filter(filter_fn(is_exported_span).with_max_level_hint(LevelFilter::INFO))
+                .boxed(),
+        );
+    }
+    let disabled = layers.len() == 1;
     // A subscriber already installed (a test harness did it) is not an error worth failing on.
-    let _ = tracing_subscriber::registry()
-        .with(vec![logs, spans])
-        .try_init();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    if disabled {
+        tracing::warn!(
+            "OpenTelemetry is disabled (OTEL_SDK_DISABLED): no spans, no export, no trace ids in \
+             logs, and callers' trace context is not passed on"
+        );
+    }
     if telemetry.exports() {
         tracing::info!(
             endpoint = args.otel.endpoint.as_deref().unwrap_or_default(),
