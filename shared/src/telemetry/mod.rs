@@ -49,6 +49,7 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<Telemetry, ConfigErro
         LogFormat::Text => fmt::layer()
             .with_target(true)
             .with_ansi(std::io::stdout().is_terminal())
+            .fmt_fields(WithoutOtelFields)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => {
@@ -101,6 +102,58 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<Telemetry, ConfigErro
         tracing::info!("serving metrics for Prometheus on http://{addr}/metrics");
     }
     Ok(telemetry)
+}
+
+/// Span and event fields for a person: `otel.name`, `otel.kind` and `otel.status_code` steer
+/// the exporter and repeat what the line says already, so text logs leave them out.
+struct WithoutOtelFields;
+
+impl<'w> fmt::FormatFields<'w> for WithoutOtelFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = TextFields {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextFields<'w> {
+    writer: fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for TextFields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("otel.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = match name {
+            "message" => write!(self.writer, "{separator}{value:?}"),
+            _ => write!(self.writer, "{separator}{name}={value:?}"),
+        };
+    }
 }
 
 /// Whether a span goes to OpenTelemetry: it says which kind of span it is, at INFO or above.
