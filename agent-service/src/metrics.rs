@@ -1,6 +1,6 @@
 //! The agent service's own metrics, beside the serving layer's (`shared::telemetry::metrics`):
 //! model calls and their tokens (the GenAI semantic conventions), inner tool calls (MCP client
-//! operations) and expert turns. Labels are model, tool and expert names, tenants and outcomes;
+//! operations), expert turns and the conversations they start. Labels are model, tool and expert names, tenants and outcomes;
 //! never a question, an answer or an argument.
 
 use std::sync::LazyLock;
@@ -17,6 +17,9 @@ pub(crate) struct Metrics {
     pub tool_call_duration: Histogram<f64>,
     /// `agent.turns`: expert turns, by expert and outcome.
     pub turns: Counter<u64>,
+    /// `agent.conversations.started`: conversations a first question started, by expert and
+    /// tenant.
+    pub conversations: Counter<u64>,
     /// `agent.turn.tool_calls`: inner tool calls one turn made.
     pub turn_tool_calls: Histogram<u64>,
 }
@@ -40,6 +43,10 @@ pub(crate) fn metrics() -> &'static Metrics {
             "Duration of the experts' calls of the tools service",
         ),
         turns: counter("agent.turns", "Expert turns, by expert and outcome"),
+        conversations: counter(
+            "agent.conversations.started",
+            "Conversations started with the experts, by expert and tenant",
+        ),
         turn_tool_calls: meter()
             .u64_histogram("agent.turn.tool_calls")
             .with_unit("{call}")

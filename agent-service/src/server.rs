@@ -501,6 +501,13 @@ impl Experts {
                     tracing::error!(error = %e, "starting a conversation failed");
                     Unanswered::memory("the conversation could not be started; try again")
                 })?;
+                crate::metrics::metrics().conversations.add(
+                    1,
+                    &[
+                        opentelemetry::KeyValue::new("gen_ai.agent.name", expert.domain.as_str()),
+                        opentelemetry::KeyValue::new("tenant.id", owner.tenant.clone()),
+                    ],
+                );
                 (id, Vec::new())
             }
         };
