@@ -203,13 +203,49 @@ impl ServerHandler for Experts {
             .and_then(shared::http::request_id)
             .map(str::to_owned);
         let request_id = request_id.as_deref();
+        let expert = experts::by_tool(request.name.as_ref());
+        // The turn's span, by the GenAI conventions for agents, covers the whole call, its audit
+        // event included (so the event's log line carries the trace id). rmcp runs this in a task
+        // of its own: the span's parent is the request's MCP span, found on the request.
+        let agent = expert.map_or("-", |e| e.domain.as_str());
+        let span = tracing::info_span!(
+            "expert",
+            otel.name = format!("invoke_agent {agent}"),
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = agent,
+            gen_ai.conversation.id = tracing::field::Empty,
+            tenant.id = caller.as_ref().map(|c| c.identity.tenant.as_str()),
+            agent.turn.status = tracing::field::Empty,
+            agent.turn.tool_calls = tracing::field::Empty,
+        );
+        if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+            shared::telemetry::parent_of(&span, &parts.extensions);
+        }
+        self.answer_call(expert, request, caller, &context, request_id)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Experts {
+    /// `call_tool`, in the turn's span.
+    async fn answer_call(
+        &self,
+        expert: Option<&'static Expert>,
+        request: CallToolRequestParams,
+        caller: Option<Caller<'_>>,
+        context: &RequestContext<RoleServer>,
+        request_id: Option<&str>,
+    ) -> Result<CallToolResponse, McpError> {
         let audit = self.state.audit.begin(
             request.name.as_ref(),
             caller.as_ref().map(|c| c.identity),
             request_id,
             request.arguments.as_ref(),
         );
-        let Some(expert) = experts::by_tool(request.name.as_ref()) else {
+        let Some(expert) = expert else {
             audit.finish(Outcome::refused("unknown_tool", None)).await;
             return Err(crate::http::name_request_in_error(
                 McpError::invalid_params(format!("unknown tool {:?}", request.name), None),
@@ -233,7 +269,7 @@ impl ServerHandler for Experts {
                 expert,
                 caller,
                 request.arguments.unwrap_or_default(),
-                &context,
+                context,
             )),
         )
         .await;
@@ -293,23 +329,8 @@ impl Experts {
             .meta
             .get_progress_token()
             .map(|token| relay(context.peer.clone(), token));
-        // The turn's span, by the GenAI conventions for agents; rmcp runs this in a task of
-        // its own, so its parent is the request's MCP span, found on the request.
-        let span = tracing::info_span!(
-            "expert",
-            otel.name = format!("invoke_agent {}", expert.domain.as_str()),
-            otel.kind = "internal",
-            otel.status_code = tracing::field::Empty,
-            gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = expert.domain.as_str(),
-            gen_ai.conversation.id = tracing::field::Empty,
-            tenant.id = identity.tenant.as_str(),
-            agent.turn.status = tracing::field::Empty,
-            agent.turn.tool_calls = tracing::field::Empty,
-        );
-        if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
-            shared::telemetry::parent_of(&span, &parts.extensions);
-        }
+        // The turn's span, opened by `call_tool`.
+        let span = tracing::Span::current();
         let answer = self
             .ask(
                 expert,
@@ -325,7 +346,6 @@ impl Experts {
                 progress.as_ref().map(|(tx, _)| tx.clone()),
                 context.ct.clone(),
             )
-            .instrument(span.clone())
             .await;
         record_turn(&span, expert, &identity.tenant, &answer);
         // Every inner report is relayed before the answer goes out.

@@ -654,6 +654,14 @@ fn assert_logs_join_the_trace(
         "{name} logged nothing under the trace {trace_id}:\n{}",
         service.output().join("\n")
     );
+    // The audit event of each tool call joins the trace too (the gateway keeps no audit trail).
+    if name != "gateway" {
+        assert!(
+            joined.iter().any(|line| line["target"] == "audit"),
+            "{name}'s audit events do not carry the trace {trace_id}:\n{}",
+            service.output().join("\n")
+        );
+    }
     for line in joined {
         let span = line["span_id"].as_str().unwrap_or_default();
         assert!(

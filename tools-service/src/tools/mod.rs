@@ -464,12 +464,28 @@ impl ServerHandler for ContosoTools {
             .get::<axum::http::request::Parts>()
             .and_then(shared::http::request_id)
             .map(str::to_owned);
+        // The tool's span covers the whole call, its audit event included, so that the event's
+        // log line carries the trace id. rmcp runs this in a task of its own: the span's parent
+        // is the request's MCP span, found on the request.
+        let name = request.name.to_string();
+        let span = tracing::info_span!(
+            "tool",
+            otel.name = name,
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.tool.name = name,
+            error.r#type = tracing::field::Empty,
+        );
+        if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+            shared::telemetry::parent_of(&span, &parts.extensions);
+        }
         // The handler is wrapped on its own (below, so the audit records the failure); this
         // covers the rest of the call.
         shared::mcp::answer_panics(
             request_id.as_deref(),
             self.answer_call(request, context, request_id.as_deref()),
         )
+        .instrument(span)
         .await
         .and_then(|answer| answer)
     }
@@ -524,23 +540,11 @@ impl ContosoTools {
             Some(text) => Arguments::Text(text.unwrap_or_else(|| Arc::from("{}"))),
             None => Arguments::Value(request.arguments.clone().unwrap_or_default()),
         };
-        // rmcp runs this in a task of its own: the span's parent is the request's MCP span.
-        let span = tracing::info_span!(
-            "tool",
-            otel.name = name,
-            otel.kind = "internal",
-            otel.status_code = tracing::field::Empty,
-            gen_ai.tool.name = name,
-            error.r#type = tracing::field::Empty,
-        );
-        if let Some(parts) = parts {
-            shared::telemetry::parent_of(&span, &parts.extensions);
-        }
+        // The tool's span, opened by `call_tool`.
+        let span = tracing::Span::current();
         let outcome = shared::mcp::answer_panics(
             request_id,
-            self.catalog
-                .call(name, self.state.clone(), arguments, ctx)
-                .instrument(span.clone()),
+            self.catalog.call(name, self.state.clone(), arguments, ctx),
         )
         .await;
         let result = match outcome {
