@@ -31,10 +31,7 @@ pub(super) struct TracedHttp {
 impl TracedHttp {
     /// Over `http`, in the context of the current span.
     pub(super) fn new(http: reqwest::Client) -> Self {
-        let fallback = shared::telemetry::trace_headers(&tracing::Span::current())
-            .into_iter()
-            .filter_map(|(name, value)| Some((name?, value)))
-            .collect();
+        let fallback = named(shared::telemetry::trace_headers(&tracing::Span::current())).collect();
         TracedHttp {
             http,
             fallback: Arc::new(fallback),
@@ -54,11 +51,7 @@ impl TracedHttp {
         };
         match parent {
             Some(TraceParent(cx)) => {
-                headers.extend(
-                    shared::telemetry::propagation::context_headers(&cx)
-                        .into_iter()
-                        .filter_map(|(name, value)| Some((name?, value))),
-                );
+                headers.extend(named(shared::telemetry::propagation::context_headers(&cx)));
             }
             None => headers.extend(
                 self.fallback
@@ -68,6 +61,14 @@ impl TracedHttp {
         }
         headers
     }
+}
+
+/// The entries of `headers` as rmcp's custom headers take them (one value per name: the W3C
+/// headers have one each).
+fn named(headers: reqwest::header::HeaderMap) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| Some((name?, value)))
 }
 
 impl StreamableHttpClient for TracedHttp {
