@@ -377,19 +377,7 @@ async fn the_prometheus_endpoint_serves_the_request_metrics_by_tenant() {
     .map(|(key, value)| (key.to_owned(), value.to_owned()))
     .to_vec();
     let tools = platform::start_tools(&issuer, dir.path(), env).await;
-    // Logged before `listening on`, so already there.
-    let scrape = tools
-        .output()
-        .iter()
-        .find_map(|line| {
-            let rest = line.split("serving metrics for Prometheus on ").nth(1)?;
-            Some(
-                rest.split(|c: char| c.is_whitespace() || c == '"')
-                    .next()?
-                    .to_owned(),
-            )
-        })
-        .unwrap_or_else(|| panic!("no metrics address logged:\n{}", tools.output().join("\n")));
+    let scrape = scrape_url(&tools);
 
     let answer = call(
         &tools.url("/mcp"),
@@ -406,11 +394,7 @@ async fn the_prometheus_endpoint_serves_the_request_metrics_by_tenant() {
         answer.message
     );
 
-    let response = reqwest::get(&scrape).await.expect("GET /metrics");
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().expect("ASCII");
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    let exposition = response.text().await.expect("body");
+    let exposition = scraped(&scrape).await;
     // Prometheus names: dots become underscores, the unit and `_count`/`_sum`/`_bucket` follow.
     let tenant = format!("tenant_id=\"{CONTOSO}\"");
     let count = |series: &str, labels: &[&str]| {
@@ -460,6 +444,83 @@ async fn the_prometheus_endpoint_serves_the_request_metrics_by_tenant() {
         Some("1"),
         "{exposition}"
     );
+}
+
+#[tokio::test]
+async fn the_live_sessions_gauge_follows_sessions_as_they_open_and_end() {
+    let issuer = Issuer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = |extra: &[(&str, &str)]| {
+        [("RUST_LOG", "info,rmcp=warn")]
+            .iter()
+            .chain(extra)
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let tools = platform::start_tools(&issuer, dir.path(), env(&[])).await;
+    let model = scripted_model::ScriptedModel::start([]).await;
+    let sessions = [
+        ("MCP_SESSIONS", "true"),
+        ("METRICS_BIND_ADDR", "127.0.0.1:0"),
+    ];
+    let agent = platform::start_agent(&issuer, dir.path(), &tools, &model, env(&sessions)).await;
+    let scrape = scrape_url(&agent);
+    let live = || async {
+        let exposition = scraped(&scrape).await;
+        exposition
+            .lines()
+            .find(|line| line.starts_with("mcp_server_sessions_live"))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no mcp_server_sessions_live in:\n{exposition}"))
+    };
+    assert_eq!(live().await, 0);
+
+    let base = agent.url("");
+    let token = issuer.user_token();
+    let first = common::initialize(&base, &token).await.expect("a session");
+    common::initialize(&base, &token).await.expect("a session");
+    assert_eq!(live().await, 2);
+
+    let ended = reqwest::Client::new()
+        .delete(agent.url("/mcp"))
+        .bearer_auth(&token)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &first)
+        .send()
+        .await
+        .expect("DELETE /mcp");
+    assert!(ended.status().is_success(), "{}", ended.status());
+    assert_eq!(live().await, 1, "the ended session left the gauge");
+}
+
+/// The Prometheus endpoint `service` logged it serves (before `listening on`, so already there).
+fn scrape_url(service: &platform::Service) -> String {
+    service
+        .output()
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("serving metrics for Prometheus on ").nth(1)?;
+            Some(
+                rest.split(|c: char| c.is_whitespace() || c == '"')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no metrics address logged:\n{}",
+                service.output().join("\n")
+            )
+        })
+}
+
+/// The Prometheus text a scrape of `url` returns.
+async fn scraped(url: &str) -> String {
+    let response = reqwest::get(url).await.expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().expect("ASCII");
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    response.text().await.expect("body")
 }
 
 /// The email address of the customer the model was told about: in the tool results of its

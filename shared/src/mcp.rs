@@ -160,7 +160,7 @@ where
         ),
         Sessions::Legacy(LegacySessions { store, live }) => {
             config.session_store = Some(store.clone().as_session_store());
-            let live = Arc::new(LiveSessions::new(live));
+            let live = Arc::new(LiveSessions::new(live)).observed();
             Router::new()
                 .route_service(
                     "/mcp",

@@ -333,7 +333,7 @@ pub async fn start_tools(issuer: &Issuer, dir: &Path, env: Vec<(String, String)>
     Service::start("tools-service", &args, env).await
 }
 
-async fn start_agent(
+pub async fn start_agent(
     issuer: &Issuer,
     dir: &Path,
     tools: &Service,

@@ -17,7 +17,12 @@
 //! each request's stream is drained to its end even when its client has gone, which is how a
 //! request is known to have finished.
 
-use std::{collections::HashSet, num::NonZeroUsize, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    collections::HashSet,
+    num::NonZeroUsize,
+    sync::{Arc, LazyLock, Mutex, Weak},
+    time::Duration,
+};
 
 use futures::{SinkExt, Stream, StreamExt};
 use lru::LruCache;
@@ -62,6 +67,31 @@ pub struct LiveSessions {
     running: Arc<Mutex<HashSet<(SessionId, RequestId)>>>,
 }
 
+/// Every live-session cache of this process (devstack runs several services in one), summed
+/// into one gauge when metrics are read; a dropped cache leaves the sum.
+static OBSERVED: Mutex<Vec<Weak<LiveSessions>>> = Mutex::new(Vec::new());
+
+/// `mcp.server.sessions.live`, read on each export or scrape rather than updated on each change,
+/// so admitting and closing sessions cost nothing more.
+static LIVE_GAUGE: LazyLock<opentelemetry::metrics::ObservableUpDownCounter<i64>> =
+    LazyLock::new(|| {
+        crate::telemetry::metrics::meter()
+            .i64_observable_up_down_counter("mcp.server.sessions.live")
+            .with_unit("{session}")
+            .with_description("Legacy MCP sessions live in memory")
+            .with_callback(|observer| {
+                let mut caches = lock(&OBSERVED);
+                caches.retain(|cache| cache.strong_count() > 0);
+                let live: usize = caches
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .map(|cache| cache.live())
+                    .sum();
+                observer.observe(i64::try_from(live).unwrap_or(i64::MAX), &[]);
+            })
+            .build()
+    });
+
 /// Messages of one request's stream waiting for its client to read them; rmcp's own
 /// per-request buffer is as small.
 const STREAM_BUFFER: usize = 16;
@@ -88,6 +118,14 @@ impl LiveSessions {
     /// How many sessions are live in memory.
     pub fn live(&self) -> usize {
         self.with_recent(|recent| recent.len())
+    }
+
+    /// Counts this cache's sessions in the `mcp.server.sessions.live` gauge for as long as it
+    /// exists. Called after telemetry is initialised (the gauge is made on first use).
+    pub fn observed(self: Arc<Self>) -> Arc<Self> {
+        LazyLock::force(&LIVE_GAUGE);
+        lock(&OBSERVED).push(Arc::downgrade(&self));
+        self
     }
 
     /// Closes `id` in memory, if it is live. The store keeps its handshake: whether the session
