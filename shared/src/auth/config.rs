@@ -19,6 +19,11 @@ use crate::config::{ConfigError, boolish};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
+    /// Host names other than the loopback that the issuer, its keys and Cosmos DB may be reached
+    /// at over plain http://, comma separated: only hosts of a private network nobody else is on
+    /// (a compose network's `idp`). Warned about at start. None by default.
+    #[arg(long, env = "ALLOW_PLAIN_HTTP_HOSTS", value_delimiter = ',')]
+    pub allow_plain_http_hosts: Vec<String>,
     /// OIDC issuer whose tokens are accepted (discovery at `<issuer>/.well-known/openid-configuration`).
     #[arg(long, env = "AUTH_ISSUER")]
     pub auth_issuer: Option<String>,
@@ -139,6 +144,8 @@ fn non_empty(values: &[String]) -> Vec<String> {
 
 impl AuthArgs {
     pub fn plan(&self) -> Result<AuthPlan, ConfigError> {
+        // Before any URL is checked: the issuer's below, Cosmos DB's after.
+        super::jwks::allow_plain_http_to(&self.allow_plain_http_hosts);
         let policy = match &self.role_policy_file {
             None => RolePolicy::least_privilege(&self.platform_roles()?),
             Some(path) => {

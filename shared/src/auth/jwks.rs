@@ -19,7 +19,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
@@ -54,17 +54,52 @@ impl Default for FetchLimits {
     }
 }
 
+/// Host names besides the loopback that plain `http://` may reach, set once at start from
+/// `ALLOW_PLAIN_HTTP_HOSTS` ([`allow_plain_http_to`]); empty unless someone said so.
+static PLAIN_HTTP_HOSTS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Lets [`check_secure_url`] accept plain `http://` to `hosts` too: hosts of a private network
+/// nobody else is on, such as a compose network's `idp`. Explicit, so warned about loudly. Only
+/// the first call of a process counts: the policy cannot change under a running service.
+pub fn allow_plain_http_to(hosts: &[String]) {
+    let hosts: Vec<String> = hosts
+        .iter()
+        .map(|host| host.trim().to_ascii_lowercase())
+        .filter(|host| !host.is_empty())
+        .collect();
+    if hosts.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        hosts = %hosts.join(","),
+        "ALLOW_PLAIN_HTTP_HOSTS: issuers, key sets and Cosmos DB at these hosts are reached over \
+         plain http://, so anyone on their network can forge tokens or data. Only on a private \
+         container network!"
+    );
+    let _ = PLAIN_HTTP_HOSTS.set(hosts);
+}
+
 /// Checks that `url` may carry keys or tokens: `https://`, or plain `http://` only to a loopback
 /// host (`127.0.0.0/8`, `::1`, `localhost`), where nobody on the network can change what is
-/// served. The error says why, without naming a setting (the caller knows which one it was).
+/// served, or to a host [`allow_plain_http_to`] named. The error says why, without naming a
+/// setting (the caller knows which one it was).
 pub fn check_secure_url(url: &str) -> Result<(), String> {
+    check_url(url, PLAIN_HTTP_HOSTS.get().map_or(&[], Vec::as_slice))
+}
+
+fn check_url(url: &str, plain_http_hosts: &[String]) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let allowed = |url: &reqwest::Url| {
+        url.host_str()
+            .is_some_and(|host| plain_http_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+    };
     match parsed.scheme() {
         "https" if parsed.host().is_some() => Ok(()),
-        "http" if is_loopback_host(&parsed) => Ok(()),
+        "http" if is_loopback_host(&parsed) || allowed(&parsed) => Ok(()),
         "http" => Err(format!(
             "{url:?} is plain http:// to a host that is not a loopback address; use https:// \
-             (http:// is accepted only for 127.0.0.0/8, ::1 and localhost)"
+             (http:// is accepted only for 127.0.0.0/8, ::1, localhost and the hosts named in \
+             ALLOW_PLAIN_HTTP_HOSTS)"
         )),
         _ => Err(format!("{url:?} is not an https:// URL")),
     }
@@ -387,6 +422,24 @@ fn parse(set: JwkSet) -> KeyMap {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_http_reaches_only_the_loopback_and_the_hosts_named() {
+        let named = ["idp".to_owned(), "Cosmos".to_owned()];
+        for url in [
+            "http://idp:4444",
+            "http://IDP:4444/jwks",
+            "http://cosmos:8081/",
+            "http://127.0.0.1:4444",
+        ] {
+            super::check_url(url, &named).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        for url in ["http://idp.example.com", "http://idp2:4444", "http://10.0.0.5"] {
+            let error = super::check_url(url, &named).expect_err(url);
+            assert!(error.contains("ALLOW_PLAIN_HTTP_HOSTS"), "{error}");
+        }
+        super::check_url("http://idp:4444", &[]).expect_err("not named, not allowed");
+    }
+
     /// Production issuers (Entra ID, any real OIDC provider) publish their keys over HTTPS: the
     /// HTTP client must speak TLS. A server that accepts and says nothing shows which: a client
     /// without TLS gives up on the scheme, one with TLS sends a ClientHello and waits for the
