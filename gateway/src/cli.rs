@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{Config, Error, apim};
+use shared::config::Secret;
+
+use crate::{
+    Config, Error, apim,
+    limits::{OnFailure, QuotaStore, RedisUrl},
+};
 
 /// The platform's edge: routes, tenant allow-lists and rate limits from one TOML file, enforced
 /// locally and rendered as Azure API Management policy for production.
@@ -18,6 +23,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// `run`'s settings outweigh `render-apim`'s; the value is parsed once, at start.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Write the Azure API Management policy of each route, `<route name>.policy.xml`.
     RenderApim(RenderApimArgs),
@@ -53,8 +60,55 @@ pub struct RunArgs {
     /// the backends pay for.
     #[arg(long, env = "GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+    /// Keep the routes' per-tenant quotas (`rate_limit_per_minute`) in this Redis, so that every
+    /// gateway replica given the same URL admits one quota together:
+    /// `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS (the system's CA
+    /// store). Needs Redis 5 or later. Unset: each gateway counts on its own.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub rate_limit_redis_url: Option<Secret>,
+    /// What a limited route does while that Redis does not answer (each call waits for it 250 ms
+    /// at most): `open` admits the call uncounted (authentication and the tenant allow-list
+    /// still apply), `closed` refuses it with 503 and `Retry-After`.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REDIS_FAILURE",
+        value_enum,
+        default_value_t = OnFailure::Open
+    )]
+    pub rate_limit_redis_failure: OnFailure,
+    /// Host names other than the loopback that the issuer (`auth.issuer`) and its keys may be
+    /// reached at over plain http://, comma separated: only hosts of a private network nobody
+    /// else is on (a compose network's `idp`). Warned about at start. None by default.
+    #[arg(long, env = "ALLOW_PLAIN_HTTP_HOSTS", value_delimiter = ',')]
+    pub allow_plain_http_hosts: Vec<String>,
     #[command(flatten)]
     pub telemetry: shared::config::TelemetryArgs,
+}
+
+/// Names the Redis URL setting in errors, as a person may have given either.
+const REDIS_URL_SETTING: &str = "--rate-limit-redis-url (RATE_LIMIT_REDIS_URL)";
+
+impl RunArgs {
+    /// Where the quotas are kept: in Redis when a URL is given (checked here, before any port
+    /// is bound), else in the process.
+    pub fn quota_store(&self) -> Result<QuotaStore, Error> {
+        let Some(url) = &self.rate_limit_redis_url else {
+            return Ok(QuotaStore::Local);
+        };
+        let url = RedisUrl::parse(url.expose()).map_err(|message| Error::InvalidSetting {
+            setting: REDIS_URL_SETTING,
+            message,
+        })?;
+        Ok(QuotaStore::Redis {
+            url,
+            on_failure: self.rate_limit_redis_failure,
+        })
+    }
 }
 
 impl RenderApimArgs {
@@ -130,6 +184,15 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_states_the_redis_timeout() {
+        // `--rate-limit-redis-failure` says how long a call waits for Redis, in words.
+        assert_eq!(
+            crate::limits::REDIS_TIMEOUT,
+            std::time::Duration::from_millis(250)
+        );
     }
 
     #[test]

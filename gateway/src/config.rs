@@ -35,7 +35,7 @@
 //! | `routes[].upstreams` | yes | | backend `host:port` list (round robin), at least one |
 //! | `routes[].allowed_tenants` | yes | | tenant ids (`tid`) admitted, lowercase UUIDs, at least one |
 //! | `routes[].audiences` | no | `<public_base_url><prefix>/mcp` | `aud` values a token must carry one of to be accepted on this route, at least one, none shared with another route |
-//! | `routes[].rate_limit_per_minute` | no | unlimited | calls per tenant per minute on this route |
+//! | `routes[].rate_limit_per_minute` | no | unlimited | calls per tenant per minute on this route (counted by each gateway, or by all replicas together in Redis: see below) |
 //! | `routes[].connect_timeout_ms` | no | 3000 | connecting to an upstream, 1..=60000 |
 //! | `routes[].read_timeout_ms` | no | 240000 | waiting for the upstream's response headers or its next bytes, 1..=240000 |
 //! | `routes[].max_body_bytes` | no | 1048576 | larger request bodies get 413 |
@@ -48,6 +48,16 @@
 //! | `server.max_header_bytes` | no | 32768 | size of a request head (request line and headers); larger: 431, 1024..=1048575 (pingora's own ceiling) (local gateway only: API Management has fixed limits of its own) |
 //! | `server.max_headers` | no | 100 | header fields in a request head; more: 431, 1..=256 (pingora parses at most 256) (local gateway only, as above) |
 //! | `server.upstream_idle_timeout_ms` | no | 30000 | how long an idle pooled connection to an upstream is kept for reuse, 1..=70000: it must end before the backend's own idle keep-alive timeout (75 s by default in our services), or the gateway would send a request on a connection the backend is closing (local gateway only: API Management pools its backend connections itself) |
+//!
+//! Settings of the running process rather than of the routes are `gateway run` flags, each with
+//! an environment variable (`gateway run --help` lists them all); the first two decide where the
+//! quotas are counted:
+//!
+//! | flag | variable | default | meaning |
+//! |------|----------|---------|---------|
+//! | `--rate-limit-redis-url` | `RATE_LIMIT_REDIS_URL` | unset: each gateway counts on its own | `redis://[[user]:password@]host[:port][/db]` (`rediss://` for TLS, verified against the system's CA store; Redis 5 or later): every replica given the same URL admits one quota together, with the same algorithm, and a malformed URL stops the start naming the setting; the log shows it with `***` for the user and password |
+//! | `--rate-limit-redis-failure` | `RATE_LIMIT_REDIS_FAILURE` | `open` | while that Redis does not answer (a call waits for it [`REDIS_TIMEOUT`](crate::limits::REDIS_TIMEOUT) at most): `open` admits calls uncounted, `closed` refuses them with 503 `quota_unavailable` and `Retry-After`; the start and the end of an outage are logged once each |
+//! | `--allow-plain-http-hosts` | `ALLOW_PLAIN_HTTP_HOSTS` | none | host names besides the loopback that `auth.issuer` and its keys may be reached at over plain `http://` (a private container network's `idp`); warned about at start |
 //!
 //! Prefix rules: starts with `/`, does not end with `/`, lowercase segments of `a-z 0-9 - . _ ~`
 //! (no empty, `.` or `..` segment), not under `/.well-known` (the metadata lives there), and

@@ -1,6 +1,6 @@
 //! The one error type of the crate, and [`ConfigError`], the configuration mistake it most often
-//! carries: what can go wrong reading the gateway's configuration or writing what is rendered
-//! from it.
+//! carries: what can go wrong reading the gateway's configuration and settings, or writing what
+//! is rendered from it.
 
 use std::{io, path::PathBuf};
 
@@ -32,6 +32,14 @@ pub enum Error {
     /// The configuration file was read but is not a valid gateway configuration.
     #[error("invalid gateway configuration {}: {error}", path.display())]
     InvalidConfig { path: PathBuf, error: ConfigError },
+
+    /// A `gateway run` setting (a flag or its environment variable) has a value that cannot be
+    /// used; `setting` names both.
+    #[error("{setting}: {message}")]
+    InvalidSetting {
+        setting: &'static str,
+        message: String,
+    },
 
     /// A rendered file (or its folder) could not be written.
     #[error("cannot write {}: {source}", path.display())]

@@ -9,7 +9,8 @@
 //!   supply, and the refusals (status, code, message) callers get;
 //! - [`apim`]: the Azure API Management policy rendered from the same configuration, one XML
 //!   document per route, so production and the local gateway cannot drift;
-//! - [`limits`]: the per-tenant rate limit of each route;
+//! - [`limits`]: the per-tenant rate limit of each route, counted in this process or in a Redis
+//!   shared by every replica;
 //! - `metrics`: request durations and the gateway's own refusals (OpenTelemetry);
 //! - [`proxy`]: the local edge itself, a pingora proxy applying the same rules on live traffic,
 //!   and [`run`], which serves it on a listener;
@@ -31,4 +32,4 @@ mod xml;
 
 pub use config::Config;
 pub use error::{ConfigError, Error};
-pub use proxy::run;
+pub use proxy::{run, run_with};

@@ -30,7 +30,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            // Before the configuration is checked: its issuer is one of the URLs this admits.
+            shared::auth::jwks::allow_plain_http_to(&args.allow_plain_http_hosts);
             let config = Config::load(&args.config.config)?;
+            let quotas = args.quota_store()?;
             writeln!(stdout, "{}", cli::summary(&config)).context("writing to stdout")?;
             drop(stdout);
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -44,10 +47,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(async {
                 // In the runtime: the gRPC exporter and the metrics endpoint run on it.
                 let _telemetry = shared::telemetry::init(&args.telemetry, "gateway")?;
+                shared::auth::jwks::warn_plain_http();
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
-                gateway::run(config, listener, shared::http::shutdown_signal()).await
+                gateway::run_with(config, &quotas, listener, shared::http::shutdown_signal()).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! The gateway's metrics: the request duration every service records
 //! (`http.server.request.duration`, the route's name as `http.route`) and its own refusals
-//! (`gateway.refusals`: 401 by verification reason, 403, 413, 429, timeouts, a full edge), by
+//! (`gateway.refusals`: 401 by verification reason, 403, 413, 429, timeouts, a full edge, a quota
+//! store failing closed), by
 //! route and tenant. No label carries a token or a path a caller chose.
 
 use std::{sync::LazyLock, time::Duration};

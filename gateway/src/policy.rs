@@ -30,9 +30,9 @@ pub const FORWARDED_FOR_HEADER: &str = "X-Forwarded-For";
 /// Set by the edge on the request and the response, so a caller can quote it and logs join up.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-/// Why the edge answers instead of the backend. The last three are the local gateway's own
-/// connection bounds (`[server]`); API Management applies limits of its own there and renders none
-/// of them.
+/// Why the edge answers instead of the backend. The last four are the local gateway's own: its
+/// connection bounds (`[server]`) and its shared quota store; API Management applies limits of its
+/// own there, keeps its own counters, and renders none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No token, or one that fails verification: 401.
@@ -56,10 +56,13 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The gateway holds `server.max_connections` already: 503 with `Retry-After`, closed.
     TooManyConnections,
+    /// The quotas are kept in Redis (`--rate-limit-redis-url`), Redis is not answering, and the
+    /// gateway fails closed (`--rate-limit-redis-failure closed`): 503 with `Retry-After`.
+    QuotaUnavailable,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::InvalidToken,
         Refusal::TenantNotAllowed,
         Refusal::RateLimited,
@@ -70,6 +73,7 @@ impl Refusal {
         Refusal::RequestTimeout,
         Refusal::HeadersTooLarge,
         Refusal::TooManyConnections,
+        Refusal::QuotaUnavailable,
     ];
 
     pub fn status(self) -> u16 {
@@ -83,7 +87,7 @@ impl Refusal {
             Refusal::EdgeError => 500,
             Refusal::RequestTimeout => 408,
             Refusal::HeadersTooLarge => 431,
-            Refusal::TooManyConnections => 503,
+            Refusal::TooManyConnections | Refusal::QuotaUnavailable => 503,
         }
     }
 
@@ -99,7 +103,7 @@ impl Refusal {
             Refusal::EdgeError => "Internal Server Error",
             Refusal::RequestTimeout => "Request Timeout",
             Refusal::HeadersTooLarge => "Request Header Fields Too Large",
-            Refusal::TooManyConnections => "Service Unavailable",
+            Refusal::TooManyConnections | Refusal::QuotaUnavailable => "Service Unavailable",
         }
     }
 
@@ -116,6 +120,7 @@ impl Refusal {
             Refusal::RequestTimeout => "request_timeout",
             Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::TooManyConnections => "too_many_connections",
+            Refusal::QuotaUnavailable => "quota_unavailable",
         }
     }
 
@@ -138,6 +143,9 @@ impl Refusal {
             Refusal::TooManyConnections => {
                 "The gateway is serving as many connections as it can; retry after the time in Retry-After."
             }
+            Refusal::QuotaUnavailable => {
+                "The gateway cannot count your organisation's calls on this service right now; retry after the time in Retry-After."
+            }
         }
     }
 }
@@ -151,9 +159,11 @@ mod tests {
     #[test]
     fn codes_and_statuses_are_distinct_and_messages_plain() {
         let codes: HashSet<_> = Refusal::ALL.iter().map(|r| r.code()).collect();
+        // Two refusals share 503, told apart by their code: a full edge, and a quota store
+        // failing closed.
         let statuses: HashSet<_> = Refusal::ALL.iter().map(|r| r.status()).collect();
         assert_eq!(codes.len(), Refusal::ALL.len());
-        assert_eq!(statuses.len(), Refusal::ALL.len());
+        assert_eq!(statuses.len(), Refusal::ALL.len() - 1);
         for refusal in Refusal::ALL {
             // Messages are embedded in JSON and in policy expressions: keep them free of
             // characters that would need escaping there.

@@ -15,8 +15,10 @@
 //!    `error="invalid_token"` when a token was sent) and nothing more about what failed (the
 //!    reason is logged at debug level);
 //! 4. the token's `tid` must be on the route's allow-list; if not: 403, nothing forwarded;
-//! 5. the tenant's calls on the route are counted ([`RateLimits`]); over `rate_limit_per_minute`:
-//!    429 with `Retry-After`, nothing forwarded;
+//! 5. the tenant's calls on the route are counted ([`RateLimits`], in this process or in a Redis
+//!    shared with the other replicas); over `rate_limit_per_minute`: 429 with `Retry-After`,
+//!    nothing forwarded. With a shared store that does not answer, the call goes on uncounted, or
+//!    (failing closed) gets 503 `quota_unavailable` with `Retry-After`;
 //! 6. a body declared larger than the route's `max_body_bytes` gets 413, after the gateway read
 //!    and discarded it for at most [`BODY_DRAIN_TIMEOUT`] so the client can read the answer. A
 //!    chunked body (no declared length) is counted as it arrives and held back from the upstream
@@ -52,6 +54,7 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::Method;
 use pingora::{
     ErrorType,
     apps::ServerApp,
@@ -75,7 +78,7 @@ use tracing::{Span, field};
 use crate::{
     config::{Config, Route},
     connection::Edge,
-    limits::{RateLimits, retry_after_secs},
+    limits::{QuotaStore, RateLimits, retry_after_secs},
     policy::{FORWARDED_FOR_HEADER, REQUEST_ID_HEADER, Refusal, SPOOFABLE_HEADERS, TENANT_HEADER},
     routing::MCP_METHODS,
 };
@@ -133,11 +136,23 @@ pub struct Ctx {
     /// Why the gateway refused the request itself, for the `gateway.refusals` metric: the
     /// refusal's code, or for a 401 the verification's reason (`expired`...).
     refused: Option<&'static str>,
+    /// A liveness probe of the gateway itself ([`LIVENESS_PATH`]): logged at DEBUG, not traced
+    /// or measured, since a container engine sends one every few seconds.
+    probe: bool,
 }
+
+/// The gateway's own liveness probe, answered before any route: a container's `HEALTHCHECK`
+/// and Container Apps' probes ask it. Not under any route's prefix (a prefix's only public path
+/// is `<prefix>/mcp`), so it hides nothing.
+pub const LIVENESS_PATH: &str = "/healthz";
 
 impl Gateway {
     /// Builds the pools (health checks not started: see [`run`]) and the texts of each route.
-    pub fn new(config: Arc<Config>, verifier: Arc<JwtVerifier>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        verifier: Arc<JwtVerifier>,
+        limits: RateLimits,
+    ) -> anyhow::Result<Self> {
         let routes = config
             .routes
             .iter()
@@ -156,7 +171,7 @@ impl Gateway {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Gateway {
-            limits: RateLimits::new(&config),
+            limits,
             config,
             routes,
             verifier,
@@ -306,10 +321,17 @@ impl ProxyHttp for Gateway {
             body_by: None,
             span: Span::none(),
             refused: None,
+            probe: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let head = session.req_header();
+        if head.uri.path() == LIVENESS_PATH && matches!(head.method, Method::GET | Method::HEAD) {
+            ctx.probe = true;
+            let body = Bytes::from_static(br#"{"status":"ok"}"#);
+            return respond(session, 200, body, &ctx.request_id, &[]).await;
+        }
         ctx.span = request_span(session.req_header(), &ctx.request_id);
         let path_and_query = session
             .req_header()
@@ -418,11 +440,11 @@ impl ProxyHttp for Gateway {
             let body = refusal_body(refusal, &ctx.request_id);
             return respond(session, refusal.status(), body, &ctx.request_id, &[]).await;
         }
-        if let Err(wait) = self.limits.check(index, &identity.tenant) {
-            let refusal = Refusal::RateLimited;
+        if let Err(refused) = self.limits.check(index, &identity.tenant).await {
+            let refusal = refused.refusal;
             ctx.refused = Some(refusal.code());
             let body = refusal_body(refusal, &ctx.request_id);
-            let retry_after = retry_after_secs(wait).to_string();
+            let retry_after = retry_after_secs(refused.wait).to_string();
             return respond(
                 session,
                 refusal.status(),
@@ -664,6 +686,10 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if ctx.probe {
+            tracing::debug!(target: "gateway::access", status, "liveness probe");
+            return;
+        }
         let route = self.route(ctx).map_or("-", |(r, _)| r.name.as_str());
         let elapsed = ctx.start.elapsed();
         let method = session.req_header().method.as_str();
@@ -719,15 +745,27 @@ fn request_span(head: &RequestHeader, request_id: &str) -> Span {
 
 /// Builds the verifier (OIDC discovery and the first key load), then serves the gateway on
 /// `listener` until `shutdown` completes; in-flight requests then get [`DRAIN_TIMEOUT`] to finish.
+/// Each gateway counts its tenants' calls on its own: [`run_with`] shares them.
 pub async fn run(
     config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(config, &QuotaStore::Local, listener, shutdown).await
+}
+
+/// [`run`], with the quotas kept in `quotas` (shared by every replica using the same Redis).
+pub async fn run_with(
+    config: Config,
+    quotas: &QuotaStore,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     ensure_descriptors(config.server.max_connections);
     let verifier = Arc::new(verifier(&config).await?);
-    let gateway = Gateway::new(config.clone(), verifier.clone())?;
+    let limits = RateLimits::start(&config, quotas).await?;
+    let gateway = Gateway::new(config.clone(), verifier.clone(), limits)?;
 
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {

@@ -155,12 +155,64 @@ fn run_validates_summarises_and_fails_naming_an_unreachable_issuer() {
 }
 
 #[test]
+fn a_malformed_redis_url_fails_the_start_naming_the_setting_not_the_password() {
+    let (_dir, config) = config_in_tempdir(|text| text);
+    let config = config.to_str().expect("utf-8 path");
+    let cases = [
+        (
+            "redis://:hunter2@127.0.0.1:6379/first",
+            "Invalid database number",
+        ),
+        ("http://:hunter2@127.0.0.1:6379", "not a Redis URL"),
+        ("hunter2", "not a Redis URL"),
+    ];
+    for (url, reason) in cases {
+        let by_flag = gateway(&["run", "--config", config, "--rate-limit-redis-url", url]);
+        let mut by_env = gateway(&["run", "--config", config]);
+        by_env.env("RATE_LIMIT_REDIS_URL", url);
+        for mut command in [by_flag, by_env] {
+            let (code, stdout, stderr) = run(&mut command);
+            assert_eq!(code, Some(1), "{url}: {stdout}{stderr}");
+            assert!(
+                stderr.contains("--rate-limit-redis-url (RATE_LIMIT_REDIS_URL): "),
+                "{stderr}"
+            );
+            assert!(stderr.contains(reason), "{stderr}");
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+            // Checked with the configuration, before anything is served or printed.
+            assert!(stdout.is_empty(), "{stdout}");
+        }
+    }
+    let (code, _, stderr) = run(&mut gateway(&[
+        "run",
+        "--config",
+        config,
+        "--rate-limit-redis-failure",
+        "sometimes",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: open, closed]"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn help_documents_the_subcommands_and_the_environment_fallback() {
-    let (code, stdout, _) = run(&mut gateway(&["run", "--help"]));
+    let mut help = gateway(&["run", "--help"]);
+    help.env("RATE_LIMIT_REDIS_URL", "redis://:hunter2@127.0.0.1:6379");
+    let (code, stdout, _) = run(&mut help);
     assert_eq!(code, Some(0));
     assert!(stdout.contains("run the proxy"), "{stdout}");
     assert!(stdout.contains("SIGTERM"), "{stdout}");
     assert!(stdout.contains("GATEWAY_CONFIG"), "{stdout}");
+    for setting in ["RATE_LIMIT_REDIS_URL", "RATE_LIMIT_REDIS_FAILURE", "250 ms"] {
+        assert!(stdout.contains(setting), "{setting}: {stdout}");
+    }
+    assert!(
+        !stdout.contains("hunter2"),
+        "the URL's value is not shown: {stdout}"
+    );
     let (code, stdout, _) = run(&mut gateway(&["--help"]));
     assert_eq!(code, Some(0));
     assert!(stdout.contains("render-apim"), "{stdout}");

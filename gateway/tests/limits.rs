@@ -15,28 +15,6 @@ use std::{
 use common::*;
 use devstack::idp::defaults;
 
-/// `/limited` with `limit` calls per tenant per minute and `/open` without a limit, both to
-/// `upstream` and both admitting Contoso and Fabrikam.
-fn routes(upstream: &str, limit: u32) -> String {
-    format!(
-        r#"
-        [[routes]]
-        name = "limited"
-        prefix = "/limited"
-        upstreams = ["{upstream}"]
-        allowed_tenants = ["{contoso}", "{fabrikam}"]
-        rate_limit_per_minute = {limit}
-        [[routes]]
-        name = "open"
-        prefix = "/open"
-        upstreams = ["{upstream}"]
-        allowed_tenants = ["{contoso}", "{fabrikam}"]
-        "#,
-        contoso = defaults::CONTOSO,
-        fabrikam = defaults::FABRIKAM,
-    )
-}
-
 /// A token of `tenant` good on both routes (issued for both resources).
 fn both_routes(gateway: &Gateway, idp: &devstack::idp::RunningIdp, tenant: &str) -> String {
     mint_for(
@@ -50,7 +28,7 @@ fn both_routes(gateway: &Gateway, idp: &devstack::idp::RunningIdp, tenant: &str)
 async fn a_tenant_over_its_limit_gets_429_with_retry_after_and_reaches_nothing() {
     let idp = idp().await;
     let (upstream, hits) = echo_upstream().await;
-    let gateway = Gateway::start_with(&idp, &routes(&upstream, 5)).await;
+    let gateway = Gateway::start_with(&idp, &limited_and_open_routes(&upstream, 5)).await;
     let http = reqwest::Client::new();
     let (contoso, fabrikam) = (
         both_routes(&gateway, &idp, defaults::CONTOSO),
@@ -89,7 +67,8 @@ async fn a_flooding_tenant_does_not_starve_another() {
     let idp = idp().await;
     let (upstream, _hits) = echo_upstream().await;
     let limit = 300;
-    let gateway = Arc::new(Gateway::start_with(&idp, &routes(&upstream, limit)).await);
+    let gateway =
+        Arc::new(Gateway::start_with(&idp, &limited_and_open_routes(&upstream, limit)).await);
     let (contoso, fabrikam) = (
         both_routes(&gateway, &idp, defaults::CONTOSO),
         both_routes(&gateway, &idp, defaults::FABRIKAM),

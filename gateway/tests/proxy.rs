@@ -1,6 +1,6 @@
 //! The proxy on live traffic: a real gateway on `127.0.0.1:0` in front of a real tools-service
 //! (or a small echo upstream that shows what it received), with tokens from the devstack IdP.
-//! Every refusal status, the metadata, a real MCP `tools/list` through the gateway, identity
+//! Its liveness probe, every refusal status, the metadata, a real MCP `tools/list` through the gateway, identity
 //! headers replaced, a dead backend and an oversized body.
 
 mod common;
@@ -20,6 +20,23 @@ async fn refusals_metadata_and_a_real_tools_list_through_the_gateway() {
     let backend = tools_service(idp.url()).await;
     let gateway = Gateway::start(&idp, &backend.addr).await;
     let http = reqwest::Client::new();
+
+    // The gateway's own liveness, without a token: for container engines and Container Apps.
+    let response = http
+        .get(gateway.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let alive: Value = response.json().await.expect("JSON");
+    assert_eq!(alive, json!({"status": "ok"}));
+    // Only the probe: a backend's own health stays inside.
+    let response = http
+        .get(gateway.url("/contoso-mcp/healthz"))
+        .send()
+        .await
+        .expect("request");
+    refusal(response, 404, "not_found").await;
 
     // Unknown path: 404 JSON.
     let response = http

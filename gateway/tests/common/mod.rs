@@ -117,6 +117,28 @@ impl Gateway {
     }
 }
 
+/// `/limited` with `limit` calls per tenant per minute and `/open` without a limit, both to
+/// `upstream` and both admitting Contoso and Fabrikam.
+pub fn limited_and_open_routes(upstream: &str, limit: u32) -> String {
+    format!(
+        r#"
+        [[routes]]
+        name = "limited"
+        prefix = "/limited"
+        upstreams = ["{upstream}"]
+        allowed_tenants = ["{contoso}", "{fabrikam}"]
+        rate_limit_per_minute = {limit}
+        [[routes]]
+        name = "open"
+        prefix = "/open"
+        upstreams = ["{upstream}"]
+        allowed_tenants = ["{contoso}", "{fabrikam}"]
+        "#,
+        contoso = defaults::CONTOSO,
+        fabrikam = defaults::FABRIKAM,
+    )
+}
+
 pub async fn idp() -> RunningIdp {
     idp::spawn(IdpConfig::default()).await.expect("IdP")
 }

@@ -146,6 +146,7 @@ impl AuthArgs {
     pub fn plan(&self) -> Result<AuthPlan, ConfigError> {
         // Before any URL is checked: the issuer's below, Cosmos DB's after.
         super::jwks::allow_plain_http_to(&self.allow_plain_http_hosts);
+        super::jwks::warn_plain_http();
         let policy = match &self.role_policy_file {
             None => RolePolicy::least_privilege(&self.platform_roles()?),
             Some(path) => {

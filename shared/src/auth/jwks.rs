@@ -59,24 +59,30 @@ impl Default for FetchLimits {
 static PLAIN_HTTP_HOSTS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// Lets [`check_secure_url`] accept plain `http://` to `hosts` too: hosts of a private network
-/// nobody else is on, such as a compose network's `idp`. Explicit, so warned about loudly. Only
-/// the first call of a process counts: the policy cannot change under a running service.
+/// nobody else is on, such as a compose network's `idp`. Only the first call of a process counts:
+/// the policy cannot change under a running service. Explicit, so [`warn_plain_http`] says so
+/// loudly once logging is set up.
 pub fn allow_plain_http_to(hosts: &[String]) {
     let hosts: Vec<String> = hosts
         .iter()
         .map(|host| host.trim().to_ascii_lowercase())
         .filter(|host| !host.is_empty())
         .collect();
-    if hosts.is_empty() {
-        return;
+    if !hosts.is_empty() {
+        let _ = PLAIN_HTTP_HOSTS.set(hosts);
     }
-    tracing::warn!(
-        hosts = %hosts.join(","),
-        "ALLOW_PLAIN_HTTP_HOSTS: issuers, key sets and Cosmos DB at these hosts are reached over \
-         plain http://, so anyone on their network can forge tokens or data. Only on a private \
-         container network!"
-    );
-    let _ = PLAIN_HTTP_HOSTS.set(hosts);
+}
+
+/// Warns about the hosts [`allow_plain_http_to`] admitted, if any.
+pub fn warn_plain_http() {
+    if let Some(hosts) = PLAIN_HTTP_HOSTS.get() {
+        tracing::warn!(
+            hosts = %hosts.join(","),
+            "ALLOW_PLAIN_HTTP_HOSTS: issuers, key sets and Cosmos DB at these hosts are reached \
+             over plain http://, so anyone on their network can forge tokens or data. Only on a \
+             private container network!"
+        );
+    }
 }
 
 /// Checks that `url` may carry keys or tokens: `https://`, or plain `http://` only to a loopback
@@ -90,8 +96,11 @@ pub fn check_secure_url(url: &str) -> Result<(), String> {
 fn check_url(url: &str, plain_http_hosts: &[String]) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let allowed = |url: &reqwest::Url| {
-        url.host_str()
-            .is_some_and(|host| plain_http_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+        url.host_str().is_some_and(|host| {
+            plain_http_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+        })
     };
     match parsed.scheme() {
         "https" if parsed.host().is_some() => Ok(()),
@@ -433,7 +442,11 @@ mod tests {
         ] {
             super::check_url(url, &named).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
-        for url in ["http://idp.example.com", "http://idp2:4444", "http://10.0.0.5"] {
+        for url in [
+            "http://idp.example.com",
+            "http://idp2:4444",
+            "http://10.0.0.5",
+        ] {
             let error = super::check_url(url, &named).expect_err(url);
             assert!(error.contains("ALLOW_PLAIN_HTTP_HOSTS"), "{error}");
         }
