@@ -6,6 +6,9 @@
 #   .interop/node   Node 22 + @modelcontextprotocol/conformance (pins: scripts/interop/package{,-lock}.json)
 #   .interop/cosmos-emulator  the Cosmos DB emulator the storage tests run the Cosmos backend on
 #                   (pins: scripts/cosmos-emulator/package{,-lock}.json; started by its launch.mjs)
+#   .interop/deploy-venv  Python venv with checkov and hadolint, which scripts/check-deploy.sh runs
+#                   over the Bicep, the Dockerfile and compose.yaml, and podman-compose, which the
+#                   container test runs (pins: scripts/interop/requirements-deploy.txt)
 # Idempotent: each part is skipped when its stamp matches the committed pins and the tools still run.
 # Needs only python3 (>= 3.10), node (any, e.g. 20) and npm on PATH, plus access to PyPI and npm.
 set -euo pipefail
@@ -81,6 +84,31 @@ else
   otel_ok || die "rotel $ROTEL_VERSION did not install correctly into $VENV ($(rotel_agent) --version fails)"
 fi
 
+# ---------------------------------------------------------------- Python: checkov, hadolint, podman-compose
+# A venv of its own: checkov's dependency closure is large and pins versions of its own, which
+# must not move the interop venv's packages.
+DEPLOY_VENV="$DEST/deploy-venv"
+CHECKOV_VERSION="3.3.30"
+deploy_stamp="$(hash_of "$PINS/requirements-deploy.txt")"
+deploy_ok() {
+  [ -x "$DEPLOY_VENV/bin/checkov" ] && [ -x "$DEPLOY_VENV/bin/hadolint" ] &&
+    [ -x "$DEPLOY_VENV/bin/podman-compose" ] &&
+    [ "$(cat "$DEPLOY_VENV/.stamp" 2>/dev/null)" = "$deploy_stamp" ] &&
+    [ "$("$DEPLOY_VENV/bin/checkov" --version 2>/dev/null)" = "$CHECKOV_VERSION" ]
+}
+if deploy_ok; then
+  log "checkov up to date"
+else
+  rm -rf "$DEPLOY_VENV"
+  # The interop venv above proved that python3 -m venv works here (or installed what it needs).
+  python3 -m venv "$DEPLOY_VENV"
+  log "installing checkov==$CHECKOV_VERSION, hadolint and podman-compose into $DEPLOY_VENV"
+  "$DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "$PINS/requirements-deploy.txt"
+  printf '%s\n' "$deploy_stamp" >"$DEPLOY_VENV/.stamp"
+  deploy_ok || die "checkov $CHECKOV_VERSION did not install correctly into $DEPLOY_VENV"
+fi
+
 # ---------------------------------------------------------------- Node 22 + conformance suite
 node_stamp="$(hash_of "$PINS/package.json" "$PINS/package-lock.json")"
 NODE22="$NODE_DIR/node_modules/node/bin/node"
@@ -140,4 +168,7 @@ interop peers ready:
   node        $NODE22   ($("$NODE22" --version))
   conformance $NODE22 $CONF_JS   (@modelcontextprotocol/conformance $conf_ver)
   cosmos      $NODE22 $EMU_PINS/launch.mjs   (@vercel/cosmosdb-server $want_emu in $EMU_DIR)
+  checkov     $DEPLOY_VENV/bin/checkov   ($("$DEPLOY_VENV/bin/checkov" --version))
+  hadolint    $DEPLOY_VENV/bin/hadolint   ($("$DEPLOY_VENV/bin/hadolint" --version))
+  compose     $DEPLOY_VENV/bin/podman-compose
 INFO

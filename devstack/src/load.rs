@@ -192,6 +192,18 @@ pub async fn rpc(
     Ok(body)
 }
 
+/// The JSON-RPC answer (a result or an error) in the body of an MCP response: the body itself when
+/// it is JSON, else the answer among the `data:` lines of its event stream; the text as a JSON
+/// string when neither holds one, so a failing test shows what came.
+pub fn answer_in(body: &str) -> Value {
+    let json = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .find(|data| data.contains("\"result\"") || data.contains("\"error\""))
+        .unwrap_or(body);
+    serde_json::from_str(json.trim()).unwrap_or_else(|_| Value::String(body.to_owned()))
+}
+
 /// Polls `tools/list` at `url` until it answers; returns how long that took.
 pub async fn until_listing(
     url: &str,

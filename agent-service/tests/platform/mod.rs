@@ -433,11 +433,6 @@ pub async fn call(
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let json = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .find(|data| data.contains("\"result\"") || data.contains("\"error\""))
-        .unwrap_or(&text);
-    let message = serde_json::from_str(json.trim()).unwrap_or(Value::String(text));
+    let message = load::answer_in(&text);
     Answer { status, message }
 }
