@@ -10,7 +10,7 @@ use shared::{
         AuthArgs,
         config::{AuthPlan, PlanKind},
     },
-    config::{ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
+    config::{AzureCredential, ConfigError, HostGuardArgs, Secret, TelemetryArgs, boolish},
     http::{Bounds, ServeLimits},
     mcp::live::LiveBounds,
 };
@@ -19,7 +19,10 @@ use crate::{
     agent::Limits,
     memory::{MemoryConfig, MemoryStorage},
     model::config::{ModelArgs, ModelChoice},
-    upstream::exchange::{ClientAuth, Grant},
+    upstream::{
+        assertion::{self, AssertionSettings},
+        exchange::{ClientAuth, Grant},
+    },
 };
 
 /// Contoso agent service: domain experts (billing, account, product) as MCP tools, answering
@@ -158,13 +161,20 @@ pub struct DelegationArgs {
     /// The agent service's own client id at the issuer (it becomes `act.sub` of delegated tokens).
     #[arg(long, env = "AGENT_CLIENT_ID")]
     pub agent_client_id: Option<String>,
-    /// The agent service's client secret.
-    #[arg(long, env = "AGENT_CLIENT_SECRET")]
+    /// The agent service's client secret (not with AGENT_CLIENT_AUTH=managed_identity).
+    #[arg(long, env = "AGENT_CLIENT_SECRET", hide_env_values = true)]
     pub agent_client_secret: Option<Secret>,
-    /// How the client authenticates at the token endpoint: `client_secret_basic` or
-    /// `client_secret_post`.
+    /// How the client authenticates at the token endpoint: `client_secret_basic`,
+    /// `client_secret_post`, or `managed_identity`: no secret, a token of the managed identity
+    /// (AZURE_CREDENTIAL=managed-identity, AZURE_CLIENT_ID) as a client assertion, which Entra
+    /// takes from an identity that is a federated identity credential of the app registration.
     #[arg(long, env = "AGENT_CLIENT_AUTH", default_value = "client_secret_basic")]
     pub agent_client_auth: String,
+    /// The audience of the managed identity's token sent as the client assertion: the audience
+    /// of the app registration's federated identity credential. Another in sovereign clouds
+    /// (e.g. `api://AzureADTokenExchangeUSGov`).
+    #[arg(long, env = "AGENT_ASSERTION_AUDIENCE", default_value = assertion::DEFAULT_AUDIENCE)]
+    pub agent_assertion_audience: String,
     /// The audience to ask for: the tools service's resource identifier. Default: MCP_SERVER_URI.
     #[arg(long, env = "MCP_SERVER_AUDIENCE")]
     pub mcp_server_audience: Option<String>,
@@ -177,14 +187,23 @@ pub enum Delegation {
     Exchange {
         grant: Grant,
         client_id: String,
-        client_secret: Secret,
+        /// With `client_secret_basic` and `client_secret_post`; `None` with `managed_identity`.
+        client_secret: Option<Secret>,
         client_auth: ClientAuth,
+        /// With `managed_identity`: whose tokens are the client assertions, for which audience.
+        assertion: Option<AssertionSettings>,
         audience: String,
     },
 }
 
 impl DelegationArgs {
-    fn validate(&self, mcp_server_uri: &str, auth: &AuthPlan) -> Result<Delegation, ConfigError> {
+    /// `identity`: the Entra identity AZURE_CREDENTIAL names, if any.
+    fn validate(
+        &self,
+        mcp_server_uri: &str,
+        auth: &AuthPlan,
+        identity: Option<AzureCredential>,
+    ) -> Result<Delegation, ConfigError> {
         let grant = match self.token_exchange.trim() {
             "passthrough" => return Ok(Delegation::PassThrough),
             "rfc8693" => Grant::Rfc8693,
@@ -199,7 +218,8 @@ impl DelegationArgs {
         if !matches!(auth.kind, PlanKind::Jwt { .. }) {
             return Err(ConfigError::new(
                 "TOKEN_EXCHANGE",
-                "exchanging tokens needs verified tokens of an issuer (AUTH_ISSUER); with                  DISABLE_AUTH or USE_PASSTHROUGH_AUTH set TOKEN_EXCHANGE=passthrough",
+                "exchanging tokens needs verified tokens of an issuer (AUTH_ISSUER); with \
+                 DISABLE_AUTH or USE_PASSTHROUGH_AUTH set TOKEN_EXCHANGE=passthrough",
             ));
         }
         let client_id = self
@@ -210,27 +230,73 @@ impl DelegationArgs {
             .ok_or_else(|| {
                 ConfigError::new(
                     "AGENT_CLIENT_ID",
-                    "set the agent service's client id at the issuer (and AGENT_CLIENT_SECRET),                      which it exchanges callers' tokens with",
-                )
-            })?;
-        let client_secret = self
-            .agent_client_secret
-            .clone()
-            .filter(|secret| !secret.expose().is_empty())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "AGENT_CLIENT_SECRET",
-                    "set the agent service's client secret",
+                    "set the agent service's client id at the issuer (and AGENT_CLIENT_SECRET, \
+                     or AGENT_CLIENT_AUTH=managed_identity), which it exchanges callers' tokens \
+                     with",
                 )
             })?;
         let client_auth = match self.agent_client_auth.trim() {
             "client_secret_basic" => ClientAuth::Basic,
             "client_secret_post" => ClientAuth::Post,
+            "managed_identity" => ClientAuth::ManagedIdentity,
             other => {
                 return Err(ConfigError::new(
                     "AGENT_CLIENT_AUTH",
-                    format!("{other:?} is not one of client_secret_basic, client_secret_post"),
+                    format!(
+                        "{other:?} is not one of client_secret_basic, client_secret_post, \
+                         managed_identity"
+                    ),
                 ));
+            }
+        };
+        let client_secret = self
+            .agent_client_secret
+            .clone()
+            .filter(|secret| !secret.expose().is_empty());
+        let (client_secret, assertion) = match client_auth {
+            ClientAuth::Basic | ClientAuth::Post => {
+                let secret = client_secret.ok_or_else(|| {
+                    ConfigError::new(
+                        "AGENT_CLIENT_SECRET",
+                        "set the agent service's client secret, or authenticate with its \
+                         managed identity instead: AGENT_CLIENT_AUTH=managed_identity",
+                    )
+                })?;
+                (Some(secret), None)
+            }
+            ClientAuth::ManagedIdentity => {
+                if client_secret.is_some() {
+                    return Err(ConfigError::new(
+                        "AGENT_CLIENT_SECRET",
+                        "AGENT_CLIENT_AUTH=managed_identity authenticates with the managed \
+                         identity's token, never a secret: unset AGENT_CLIENT_SECRET (or choose \
+                         client_secret_basic)",
+                    ));
+                }
+                let identity = identity.ok_or_else(|| {
+                    ConfigError::new(
+                        "AZURE_CREDENTIAL",
+                        "AGENT_CLIENT_AUTH=managed_identity sends a token of the managed \
+                         identity: set AZURE_CREDENTIAL=managed-identity (and AZURE_CLIENT_ID for \
+                         a user-assigned identity)",
+                    )
+                })?;
+                let audience = self.agent_assertion_audience.trim();
+                if audience.is_empty() || audience.contains(char::is_whitespace) {
+                    return Err(ConfigError::new(
+                        "AGENT_ASSERTION_AUDIENCE",
+                        format!(
+                            "{audience:?} is not an audience: give the federated credential's, \
+                             e.g. {}",
+                            assertion::DEFAULT_AUDIENCE
+                        ),
+                    ));
+                }
+                let assertion = AssertionSettings {
+                    identity,
+                    audience: audience.to_owned(),
+                };
+                (None, Some(assertion))
             }
         };
         let audience = self
@@ -245,6 +311,7 @@ impl DelegationArgs {
             client_id: client_id.to_owned(),
             client_secret,
             client_auth,
+            assertion,
             audience,
         })
     }
@@ -375,7 +442,8 @@ impl Config {
         }
         let auth = self.auth.plan()?;
         auth.check_exposure(self.bind_addr, self.allow_open_network)?;
-        let delegation = self.delegation.validate(url, &auth)?;
+        let identity = self.model.azure_openai.credential.credential()?;
+        let delegation = self.delegation.validate(url, &auth, identity)?;
         let model = self.model.choice()?;
         let limits = Limits {
             max_steps: self.max_steps,
@@ -674,5 +742,101 @@ mod tests {
         .into_valid()
         .expect_err("refused");
         assert_eq!(unverified.variable, "TOKEN_EXCHANGE");
+    }
+
+    #[test]
+    fn managed_identity_client_auth_takes_no_secret_and_needs_the_identity() {
+        let base = [
+            "--agent-client-id",
+            "agent",
+            "--agent-client-auth",
+            "managed_identity",
+        ];
+        let with = |more: &[&str]| verified(&[&base[..], more].concat());
+        let identity = ["--azure-credential", "managed-identity"];
+
+        let secret = with(&[&identity[..], &["--agent-client-secret", "s"]].concat())
+            .expect_err("a secret beside the identity");
+        assert_eq!(secret.variable, "AGENT_CLIENT_SECRET");
+        assert!(
+            secret
+                .message
+                .contains("AGENT_CLIENT_AUTH=managed_identity"),
+            "names both settings: {secret}"
+        );
+        let no_identity = with(&[]).expect_err("no identity");
+        assert_eq!(no_identity.variable, "AZURE_CREDENTIAL");
+        assert!(
+            no_identity
+                .message
+                .contains("AZURE_CREDENTIAL=managed-identity"),
+            "{no_identity}"
+        );
+        assert_eq!(
+            with(&[&identity[..], &["--agent-assertion-audience", " "]].concat())
+                .expect_err("blank audience")
+                .variable,
+            "AGENT_ASSERTION_AUDIENCE"
+        );
+
+        let user_assigned = [&identity[..], &["--azure-client-id", "0f1e2d3c"]].concat();
+        match with(&user_assigned).expect("valid").delegation {
+            Delegation::Exchange {
+                client_secret,
+                client_auth,
+                assertion,
+                ..
+            } => {
+                assert_eq!(client_auth, ClientAuth::ManagedIdentity);
+                assert!(client_secret.is_none());
+                assert_eq!(
+                    assertion,
+                    Some(AssertionSettings {
+                        identity: AzureCredential::ManagedIdentity {
+                            client_id: Some("0f1e2d3c".into())
+                        },
+                        audience: "api://AzureADTokenExchange".into(),
+                    })
+                );
+            }
+            other => panic!("expected an exchange, got {other:?}"),
+        }
+        let sovereign = [
+            &identity[..],
+            &[
+                "--agent-assertion-audience",
+                "api://AzureADTokenExchangeUSGov",
+            ],
+        ]
+        .concat();
+        match with(&sovereign).expect("valid").delegation {
+            Delegation::Exchange {
+                assertion: Some(assertion),
+                ..
+            } => assert_eq!(assertion.audience, "api://AzureADTokenExchangeUSGov"),
+            other => panic!("expected an assertion, got {other:?}"),
+        }
+        // The secret-based ways keep no assertion, whatever AZURE_CREDENTIAL says.
+        match verified(&[
+            "--agent-client-id",
+            "agent",
+            "--agent-client-secret",
+            "s",
+            "--azure-credential",
+            "managed-identity",
+        ])
+        .expect("valid")
+        .delegation
+        {
+            Delegation::Exchange {
+                client_secret,
+                assertion,
+                ..
+            } => {
+                assert_eq!(client_secret, Some(Secret::new("s")));
+                assert_eq!(assertion, None);
+            }
+            other => panic!("expected an exchange, got {other:?}"),
+        }
     }
 }

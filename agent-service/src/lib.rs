@@ -48,6 +48,7 @@ use crate::{
     server::AppState,
     upstream::{
         PassThrough, TokenSource, ToolsClient,
+        assertion::ClientAssertion,
         exchange::{ExchangeSettings, TokenExchange},
     },
 };
@@ -154,6 +155,7 @@ async fn token_source(
         client_id,
         client_secret,
         client_auth,
+        assertion,
         audience,
     } = delegation
     else {
@@ -176,16 +178,26 @@ async fn token_source(
              tokens cannot be exchanged (TOKEN_EXCHANGE)"
         )
     })?;
-    tracing::info!(grant = ?grant, client_id, audience, %token_endpoint, "inner calls use delegated tokens");
-    Ok(Arc::new(TokenExchange::new(
+    tracing::info!(grant = ?grant, client_id, client_auth = ?client_auth, audience, %token_endpoint, "inner calls use delegated tokens");
+    let exchange = TokenExchange::new(
         ExchangeSettings {
             grant: *grant,
             token_endpoint,
             client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
+            // Without a secret (AGENT_CLIENT_AUTH=managed_identity) none is sent.
+            client_secret: client_secret
+                .clone()
+                .unwrap_or_else(|| shared::config::Secret::new("")),
             client_auth: *client_auth,
             audience: audience.clone(),
         },
         http,
-    )))
+    );
+    let Some(assertion) = assertion else {
+        return Ok(Arc::new(exchange));
+    };
+    let assertion = ClientAssertion::new(assertion).map_err(|e| {
+        anyhow::anyhow!("setting up the client assertion (AGENT_CLIENT_AUTH=managed_identity): {e}")
+    })?;
+    Ok(Arc::new(exchange.with_assertion(assertion)))
 }

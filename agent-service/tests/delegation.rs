@@ -5,12 +5,22 @@
 //! A recording proxy between the agent service and the tools service keeps every
 //! `Authorization` header the tools service receives, so the tests assert on the very tokens of
 //! the inner calls.
+//!
+//! With `AGENT_CLIENT_AUTH=managed_identity` the agent proves itself to the issuer with no
+//! secret, by a token of its managed identity as the client assertion (Entra's workload identity
+//! federation). The Azure SDK finds the identity endpoint in the process environment, so those
+//! tests run the service binary as a child process with the environment Container Apps gives an
+//! app, pointing at the stand-in endpoint, which hands out JWTs the devstack IdP signed (as Entra
+//! signs a managed identity's tokens) and the IdP then checks against `contoso-agent`'s
+//! federated credential.
 
 mod common;
 
 use std::{
     net::SocketAddr,
+    path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use axum::{
@@ -22,7 +32,11 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::*;
-use devstack::idp::{self, IdpConfig, RunningIdp, TokenSpec, defaults};
+use devstack::{
+    idp::{self, ClientAuthMethod, Idp, IdpConfig, RunningIdp, TokenSpec, defaults},
+    load,
+    managed_identity::ManagedIdentity,
+};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -308,8 +322,13 @@ async fn a_token_for_another_server_is_refused_by_the_agent_service() {
 
 /// The answer of an expert whose inner calls could not get a token, or were refused one.
 async fn failed_answer(agent: &AgentService, caller: &str) -> Value {
+    failed_answer_at(&agent.url, caller).await
+}
+
+/// [`failed_answer`] of the agent service at `base`.
+async fn failed_answer_at(base: &str, caller: &str) -> Value {
     let result = ask(
-        &agent.url,
+        base,
         caller,
         "ask_billing_expert",
         json!({"question": QUESTION}),
@@ -385,4 +404,223 @@ async fn a_tools_service_that_does_not_trust_the_agent_refuses_its_delegated_tok
             .contains("refused the token"),
         "{answer}"
     );
+}
+
+const BINARY: &str = env!("CARGO_BIN_EXE_agent-service");
+/// The client id of the agent's user-assigned managed identity.
+const IDENTITY_CLIENT_ID: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+/// Entra's audience of client assertions, which the stand-in endpoint is asked for.
+const ASSERTION_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The agent-service binary, authenticating as `contoso-agent` with the managed identity of
+/// `identity`'s environment and no secret, calling the tools service through `tools_url`, with
+/// `extra` flags. Its log is kept from the moment it listens.
+struct IdentityAgent {
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl IdentityAgent {
+    async fn start(
+        stack: &Stack,
+        identity: &ManagedIdentity,
+        tools_url: &str,
+        extra: &[&str],
+    ) -> IdentityAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("agent.db").display().to_string();
+        let mut args = vec![
+            "--bind-addr",
+            "127.0.0.1:0",
+            "--disable-auth",
+            "false",
+            "--use-passthrough-auth",
+            "false",
+            "--auth-issuer",
+            stack.idp.url(),
+            "--db-path",
+            &db,
+            "--agent-client-auth",
+            "managed_identity",
+            "--azure-credential",
+            "managed-identity",
+            "--azure-client-id",
+            IDENTITY_CLIENT_ID,
+        ];
+        args.extend(
+            exchange_flags((defaults::AGENT_CLIENT_ID, ""), tools_url)
+                .chunks(2)
+                .filter(|pair| pair[0] != "--agent-client-secret")
+                .flatten(),
+        );
+        args.extend(extra);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let (child, addr) = load::spawn_until(
+            Path::new(BINARY),
+            &args,
+            identity.env(),
+            |line| {
+                let rest = line.split("listening on http://").nth(1)?;
+                Some(rest.trim().to_owned())
+            },
+            Arc::new(move |line: &str| kept.lock().expect("lock").push(line.to_owned())),
+        )
+        .await
+        .expect("the agent service starts with its identity and no secret");
+        IdentityAgent {
+            base: format!("http://{addr}"),
+            log,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("lock").join("\n")
+    }
+}
+
+#[tokio::test]
+async fn with_its_managed_identity_the_agent_exchanges_tokens_without_any_secret() {
+    let stack = stack(defaults::AGENT_CLIENT_ID).await;
+    let identity = ManagedIdentity::spawn_signing(
+        Duration::from_secs(3600),
+        &stack.idp.idp,
+        defaults::AGENT_PRINCIPAL_ID,
+    )
+    .await
+    .expect("identity endpoint");
+    let recorder = Recorder::start(&stack.tools_url).await;
+    let agent = IdentityAgent::start(&stack, &identity, &recorder.url, &[]).await;
+
+    for subject in ["alice", "bob"] {
+        let caller = stack.idp.idp.mint(&TokenSpec {
+            audience: Some(AGENT_AUDIENCE.to_owned()),
+            ..TokenSpec::new(defaults::CONTOSO, ["query", "billing"], subject)
+        });
+        let result = ask(
+            &agent.base,
+            &caller,
+            "ask_billing_expert",
+            json!({"question": QUESTION}),
+        )
+        .await;
+        assert_eq!(result["structuredContent"]["status"], "done", "{result}");
+    }
+
+    // The tools service got delegated tokens: each caller, the agent as the actor.
+    let tokens = recorder.tokens();
+    assert!(!tokens.is_empty(), "the tools service was called");
+    let mut subjects: Vec<String> = tokens
+        .iter()
+        .map(|token| {
+            let inner = claims(token);
+            assert_eq!(inner["aud"], TOOLS_AUDIENCE);
+            assert_eq!(inner["act"], json!({"sub": defaults::AGENT_CLIENT_ID}));
+            assert_eq!(inner["azp"], defaults::AGENT_CLIENT_ID);
+            inner["sub"].as_str().expect("sub").to_owned()
+        })
+        .collect();
+    subjects.dedup();
+    assert_eq!(subjects, ["alice", "bob"]);
+
+    // The issuer authenticated the agent twice (one exchange per caller), by assertion only.
+    let authentications = stack.idp.idp.authentications();
+    assert_eq!(authentications.len(), 2, "{authentications:?}");
+    for authentication in &authentications {
+        assert_eq!(authentication.client_id, defaults::AGENT_CLIENT_ID);
+        assert_eq!(authentication.method, ClientAuthMethod::Assertion);
+    }
+    // The identity was asked for Entra's assertion audience, as the user-assigned identity, and
+    // once: its token is cached across exchanges.
+    identity
+        .only_asked_for(ASSERTION_AUDIENCE, IDENTITY_CLIENT_ID)
+        .expect("assertions for api://AzureADTokenExchange");
+    assert_eq!(identity.requests().len(), 1, "{:?}", identity.requests());
+}
+
+#[tokio::test]
+async fn assertions_the_issuer_does_not_trust_fail_the_answer_clearly_and_reach_nothing() {
+    let stack = stack(defaults::AGENT_CLIENT_ID).await;
+    let caller = caller_token(&stack.idp, &["query"]);
+    let recorder = Recorder::start(&stack.tools_url).await;
+    let hour = Duration::from_secs(3600);
+    // Another key under the same issuer name: signatures the IdP's JWKS does not vouch for.
+    let impostor = Idp::new(IdpConfig {
+        issuer: Some(stack.idp.url().to_owned()),
+        ..IdpConfig::default()
+    })
+    .expect("impostor IdP");
+    let stranger = "0badc0de-0000-4000-8000-000000000000";
+    let cases = [
+        (
+            "another audience",
+            ManagedIdentity::spawn_signing(hour, &stack.idp.idp, defaults::AGENT_PRINCIPAL_ID)
+                .await,
+            &["--agent-assertion-audience", "api://elsewhere"][..],
+            "the client assertion is for the audience api://elsewhere, not api://AzureADTokenExchange",
+        ),
+        (
+            "another subject",
+            ManagedIdentity::spawn_signing(hour, &stack.idp.idp, stranger).await,
+            &[][..],
+            "which no federated credential of client contoso-agent names",
+        ),
+        (
+            "another key",
+            ManagedIdentity::spawn_signing(hour, &impostor, defaults::AGENT_PRINCIPAL_ID).await,
+            &[][..],
+            "the client assertion was not signed by this IdP's published keys",
+        ),
+    ];
+    for (case, identity, extra, refusal) in cases {
+        let identity = identity.expect("identity endpoint");
+        let agent = IdentityAgent::start(&stack, &identity, &recorder.url, extra).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            failed_answer_at(&agent.base, &caller),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{case}: the answer came"));
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("refused to exchange"), "{case}: {answer}");
+        assert!(!error.contains("invalid_client"), "{case}: {answer}");
+        assert!(!error.contains("http"), "{case}: no internal URL: {error}");
+        // The issuer said why, to the agent's operator.
+        assert!(
+            logs().contains(refusal),
+            "{case}: the IdP logged {refusal:?}"
+        );
+        let log = agent.log();
+        assert!(
+            log.contains("token exchange refused") && log.contains(refusal),
+            "{case}: the agent's log says why: {log}"
+        );
+        assert!(stack.idp.idp.authentications().is_empty(), "{case}");
+    }
+    assert!(
+        recorder.tokens().is_empty(),
+        "nothing reached the tools service"
+    );
+
+    // No identity at all: the agent cannot get an assertion, and says so without a URL.
+    let identity =
+        ManagedIdentity::spawn_signing(hour, &stack.idp.idp, defaults::AGENT_PRINCIPAL_ID)
+            .await
+            .expect("identity endpoint");
+    identity.refuse();
+    let agent = IdentityAgent::start(&stack, &identity, &recorder.url, &[]).await;
+    let answer = failed_answer_at(&agent.base, &caller).await;
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("could not prove its identity"), "{answer}");
+    assert!(!error.contains("http"), "no internal URL: {error}");
+    let log = agent.log();
+    assert!(
+        log.contains("WARN") && log.contains("no client assertion from the managed identity"),
+        "{log}"
+    );
+    assert!(stack.idp.idp.authentications().is_empty());
 }

@@ -38,10 +38,6 @@ param principalType string = 'User'
 @description('Client id of the Contoso experts\' Entra application (gateway.toml, route contoso-agent).')
 param agentClientId string
 
-@secure()
-@description('A client secret of that application, for the on-behalf-of exchange.')
-param agentClientSecret string
-
 @allowed([
   'Developer'
   'Premium'
@@ -507,9 +503,6 @@ module agent 'modules/container-app.bicep' = {
     maxReplicas: agentMaxReplicas
     // A question holds its request for up to two minutes of model and tool calls.
     concurrentRequests: 10
-    secrets: {
-      'agent-client-secret': agentClientSecret
-    }
     env: concat(serviceEnv, [
       {
         name: 'BIND_ADDR'
@@ -566,12 +559,10 @@ module agent 'modules/container-app.bicep' = {
         value: agentClientId
       }
       {
-        name: 'AGENT_CLIENT_SECRET'
-        secretRef: 'agent-client-secret'
-      }
-      {
+        // No secret: the agent's managed identity (AZURE_CLIENT_ID) is a federated identity
+        // credential of that application, and its token is the exchange's client assertion.
         name: 'AGENT_CLIENT_AUTH'
-        value: 'client_secret_post'
+        value: 'managed_identity'
       }
       {
         name: 'OTEL_SERVICE_NAME'
@@ -626,4 +617,7 @@ output MCP_FABRIKAM_URL string = routes.outputs.mcpUrls.fabrikam
 output MCP_CONTOSO_AGENT_URL string = routes.outputs.mcpUrls.contosoAgent
 output MCP_CONTOSO_SCOPE string = '${edge.routes.contoso.scopeAudience}/.default'
 output MCP_FABRIKAM_SCOPE string = '${edge.routes.fabrikam.scopeAudience}/.default'
+// The subject of the federated identity credential that lets the experts' application trust
+// the agent's identity instead of a secret (README.md, 'Trust the agent's identity').
+output AGENT_IDENTITY_PRINCIPAL_ID string = agentIdentity.outputs.principalId
 output MCP_CONTOSO_AGENT_SCOPE string = '${edge.routes['contoso-agent'].scopeAudience}/.default'

@@ -4,8 +4,12 @@
 //! [`ManagedIdentity::env`] gets its tokens here.
 //!
 //! Tokens are opaque and numbered (`mi-token-1`, `mi-token-2`, ...) so a test can tell which
-//! one a request carried; every request is recorded; [`ManagedIdentity::refuse`] makes it answer
-//! as Azure does for an app with no such identity.
+//! one a request carried ([`ManagedIdentity::spawn`]), or real JWTs signed by a devstack
+//! [`Idp`] ([`ManagedIdentity::spawn_signing`]), with the managed identity's principal id as
+//! `sub` and `oid` and the resource asked for as `aud`, as Entra issues them: what a service
+//! sends as a client assertion, which the same IdP then verifies against the federated
+//! credentials of its client. Every request is recorded; [`ManagedIdentity::refuse`] makes it
+//! answer as Azure does for an app with no such identity.
 
 use std::{
     collections::HashMap,
@@ -21,6 +25,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::idp::{Idp, TokenSpec, defaults};
 
 /// The path Container Apps serves tokens on (`http://localhost:42356/msi/token` there).
 const PATH: &str = "/msi/token";
@@ -44,9 +50,18 @@ struct Shared {
     refusing: Mutex<bool>,
 }
 
+/// What the endpoint hands out.
+enum Minting {
+    /// `mi-token-N`.
+    Opaque,
+    /// JWTs `idp` signs for the managed identity `principal_id`.
+    Jwt { idp: Idp, principal_id: String },
+}
+
 struct EndpointState {
     secret: String,
     lifetime: Duration,
+    minting: Minting,
     shared: Arc<Shared>,
 }
 
@@ -71,6 +86,25 @@ impl ManagedIdentity {
     /// them five minutes before they expire, so a lifetime under five minutes makes every token
     /// request fetch a new one.
     pub async fn spawn(lifetime: Duration) -> std::io::Result<ManagedIdentity> {
+        Self::start(lifetime, Minting::Opaque).await
+    }
+
+    /// Starts one issuing JWTs that `idp` signs for the managed identity `principal_id`
+    /// (`sub`, `oid`), in tenant `contoso`, valid for `lifetime`; `aud` is the resource asked
+    /// for, `azp` the user-assigned identity's client id asked for (or `principal_id`).
+    pub async fn spawn_signing(
+        lifetime: Duration,
+        idp: &Idp,
+        principal_id: &str,
+    ) -> std::io::Result<ManagedIdentity> {
+        let minting = Minting::Jwt {
+            idp: idp.clone(),
+            principal_id: principal_id.to_owned(),
+        };
+        Self::start(lifetime, minting).await
+    }
+
+    async fn start(lifetime: Duration, minting: Minting) -> std::io::Result<ManagedIdentity> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let secret = format!("identity-header-{}", std::process::id());
@@ -80,6 +114,7 @@ impl ManagedIdentity {
             .with_state(Arc::new(EndpointState {
                 secret: secret.clone(),
                 lifetime,
+                minting,
                 shared: shared.clone(),
             }));
         let task = tokio::spawn(async move {
@@ -175,10 +210,28 @@ async fn token(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
+    let access_token = match &state.minting {
+        Minting::Opaque => format!("mi-token-{number}"),
+        Minting::Jwt { idp, principal_id } => {
+            let client_id = request.client_id.as_deref().unwrap_or(principal_id);
+            idp.mint(&TokenSpec {
+                audience: Some(resource.clone()),
+                lifetime: state.lifetime,
+                client_id: Some(client_id.to_owned()),
+                // Entra's tokens of a managed identity: `oid` is its principal id, `appid` the
+                // client id of its service principal.
+                extra: serde_json::Map::from_iter([
+                    ("oid".to_owned(), json!(principal_id)),
+                    ("appid".to_owned(), json!(client_id)),
+                ]),
+                ..TokenSpec::new(defaults::CONTOSO, Vec::<String>::new(), principal_id)
+            })
+        }
+    };
     (
         StatusCode::OK,
         Json(json!({
-            "access_token": format!("mi-token-{number}"),
+            "access_token": access_token,
             // A string of Unix seconds, as this API version sends it.
             "expires_on": expires_on.to_string(),
             "resource": resource,

@@ -3,7 +3,9 @@
 //!
 //! The MCP authorization specification forbids passing a client's token on to another server.
 //! Instead, for each caller the agent service asks the issuer's token endpoint for a token whose
-//! audience is the tools service, proving who it is with its own client credentials:
+//! audience is the tools service, proving who it is with its own client credentials (its secret,
+//! or with [`ClientAuth::ManagedIdentity`] a token of its managed identity as a client assertion,
+//! see [`super::assertion`]):
 //!
 //! - [`Grant::Rfc8693`]: OAuth 2.0 Token Exchange (RFC 8693), `subject_token` = the caller's
 //!   token; the issued token keeps the caller's `sub`, `tid` and roles and names the agent in
@@ -30,7 +32,10 @@ use aws_lc_rs::digest::{SHA256, digest};
 use serde::Deserialize;
 use shared::config::Secret;
 
-use super::token::{BearerToken, TokenError, TokenSource};
+use super::{
+    assertion::{CLIENT_ASSERTION_TYPE, ClientAssertion},
+    token::{BearerToken, TokenError, TokenSource},
+};
 
 /// A cached token is not handed out this close to its expiry, so it cannot expire in flight.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
@@ -53,6 +58,9 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form.
     Post,
+    /// `client_id` and a token of the managed identity as `client_assertion` (RFC 7523 §2.2),
+    /// no secret: Entra's workload identity federation.
+    ManagedIdentity,
 }
 
 /// Everything an exchange needs, validated by the service's configuration.
@@ -61,6 +69,9 @@ pub struct ExchangeSettings {
     pub grant: Grant,
     pub token_endpoint: String,
     pub client_id: String,
+    /// The secret of [`ClientAuth::Basic`] and [`ClientAuth::Post`]; empty and unused with
+    /// [`ClientAuth::ManagedIdentity`], whose assertions come from
+    /// [`TokenExchange::with_assertion`].
     pub client_secret: Secret,
     pub client_auth: ClientAuth,
     /// The tools service's audience (its resource URL, or an Entra application ID URI).
@@ -73,6 +84,8 @@ pub struct TokenExchange {
     settings: ExchangeSettings,
     http: reqwest::Client,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Where [`ClientAuth::ManagedIdentity`] gets its assertions.
+    assertion: Option<ClientAssertion>,
 }
 
 #[derive(Debug)]
@@ -105,6 +118,15 @@ impl TokenExchange {
             settings,
             http,
             cache: Mutex::new(HashMap::new()),
+            assertion: None,
+        }
+    }
+
+    /// Authenticates with `assertion`'s tokens (for [`ClientAuth::ManagedIdentity`]).
+    pub fn with_assertion(self, assertion: ClientAssertion) -> Self {
+        TokenExchange {
+            assertion: Some(assertion),
+            ..self
         }
     }
 
@@ -118,6 +140,17 @@ impl TokenExchange {
         caller: &BearerToken,
     ) -> Result<(BearerToken, Duration), TokenError> {
         let s = &self.settings;
+        let assertion = match (s.client_auth, &self.assertion) {
+            (ClientAuth::ManagedIdentity, Some(assertion)) => Some(assertion.get().await?),
+            (ClientAuth::ManagedIdentity, None) => {
+                tracing::error!("AGENT_CLIENT_AUTH=managed_identity without a managed identity");
+                return Err(TokenError::new(
+                    "the agent service has no credential to prove its identity to the token \
+                     issuer",
+                ));
+            }
+            _ => None,
+        };
         let mut form: Vec<(&str, &str)> = match s.grant {
             Grant::Rfc8693 => vec![
                 (
@@ -152,6 +185,13 @@ impl TokenExchange {
             ClientAuth::Post => {
                 form.push(("client_id", &s.client_id));
                 form.push(("client_secret", s.client_secret.expose()));
+            }
+            ClientAuth::ManagedIdentity => {
+                form.push(("client_id", &s.client_id));
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+                if let Some(assertion) = &assertion {
+                    form.push(("client_assertion", assertion.expose()));
+                }
             }
         }
         let response = request.form(&form).send().await.map_err(|error| {
@@ -237,7 +277,14 @@ impl TokenSource for TokenExchange {
             Grant::Rfc8693 => "token exchange (RFC 8693)",
             Grant::EntraObo => "Entra on-behalf-of",
         };
-        format!("delegated tokens: {grant} as {}", self.settings.client_id)
+        let proof = match self.settings.client_auth {
+            ClientAuth::ManagedIdentity => " with its managed identity",
+            ClientAuth::Basic | ClientAuth::Post => "",
+        };
+        format!(
+            "delegated tokens: {grant} as {}{proof}",
+            self.settings.client_id
+        )
     }
 
     fn mode(&self) -> &'static str {
@@ -311,5 +358,23 @@ mod tests {
             .await
             .expect_err("nothing listens on port 9");
         assert_eq!(error.reason, "the token issuer is unreachable");
+    }
+
+    #[tokio::test]
+    async fn managed_identity_auth_without_an_assertion_fails_without_a_request() {
+        let exchange = TokenExchange::new(
+            ExchangeSettings {
+                client_secret: Secret::new(""),
+                client_auth: ClientAuth::ManagedIdentity,
+                ..exchange().settings
+            },
+            reqwest::Client::new(),
+        );
+        let error = exchange
+            .token_for(&BearerToken::new("caller"))
+            .await
+            .expect_err("no credential");
+        assert!(error.reason.contains("no credential"), "{}", error.reason);
+        assert!(exchange.describe().ends_with("with its managed identity"));
     }
 }

@@ -17,6 +17,7 @@
 //! to connect, and cancelling a call closes its response stream, which the stateless tools
 //! service takes as the cancellation of that request.
 
+pub mod assertion;
 pub mod connection;
 pub mod exchange;
 pub mod progress;

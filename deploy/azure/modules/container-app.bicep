@@ -28,12 +28,10 @@ param imageName string = ''
 @description('The port the service listens on; its BIND_ADDR is 0.0.0.0:<this>.')
 param targetPort int
 
-@description('The container\'s environment variables ({name, value} or {name, secretRef}).')
+// No secrets: the apps authenticate to every Azure resource, and the agent to Entra, with their
+// managed identities.
+@description('The container\'s environment variables ({name, value}).')
 param env array
-
-@description('Secrets of the app, by name (referenced from env with secretRef).')
-@secure()
-param secrets object = {}
 
 param minReplicas int = 1
 param maxReplicas int = 3
@@ -98,10 +96,6 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
           identity: identityId
         }
       ]
-      secrets: [for secret in items(secrets): {
-        name: secret.key
-        value: secret.value
-      }]
     }
     template: {
       containers: [

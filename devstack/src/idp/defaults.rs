@@ -33,11 +33,14 @@
 //! resources it serves itself (`serves`, its [`Client::subject_audiences`]), as Entra's
 //! on-behalf-of takes only an assertion issued for the middle-tier application. A token a user
 //! got for another service is refused (`invalid_grant`). [`AGENT_CLIENT_ID`] (`contoso-agent`)
-//! is the agent service's.
+//! is the agent service's. It also trusts the managed identity [`AGENT_PRINCIPAL_ID`] (a
+//! federated credential for [`ASSERTION_AUDIENCE`]), so an agent service given that identity by
+//! the stand-in endpoint ([`crate::managed_identity::ManagedIdentity::spawn_signing`]) exchanges
+//! tokens with no secret at all, as in Azure.
 
 use shared::config::Secret;
 
-use super::{Client, Tenant};
+use super::{Client, FederatedCredential, Tenant};
 
 /// The audience tokens are issued for unless a scope or spec asks for another.
 pub const AUDIENCE: &str = "api://contoso-mcp";
@@ -49,6 +52,14 @@ pub const CONTOSO_ROUTE_RESOURCE: &str = "http://127.0.0.1:8080/contoso-mcp/mcp"
 /// The client id of the agent service: the client that exchanges its callers' tokens for
 /// tokens for the tools service.
 pub const AGENT_CLIENT_ID: &str = "contoso-agent";
+
+/// The audience of client assertions, Entra's for workload identity federation in its public
+/// cloud (sovereign clouds have their own).
+pub const ASSERTION_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The principal (object) id of the agent service's managed identity in development: the
+/// subject of the federated credential of [`agent_client`]s.
+pub const AGENT_PRINCIPAL_ID: &str = "a9e7d0c1-0000-4000-8000-00000000a9e7";
 
 /// Where a devstack identity provider listens by default, and so its default issuer.
 pub const ISSUER: &str = "http://127.0.0.1:4444";
@@ -113,10 +124,12 @@ pub fn clients_for(resources: &[String]) -> Vec<Client> {
 /// default): secret `<client_id>-secret`, tenant `contoso`, no roles of its own, subject = its
 /// id. `serves` are the service's own resources (its [`Client::subject_audiences`]): only a
 /// subject token issued for one of them is exchanged. With `serves` empty the client may not
-/// exchange at all.
+/// exchange at all. Instead of its secret, a token of the managed identity
+/// [`AGENT_PRINCIPAL_ID`] for [`ASSERTION_AUDIENCE`] authenticates it too.
 pub fn agent_client(client_id: &str, serves: &[String], targets: &[String]) -> Client {
     Client {
         subject_audiences: serves.to_vec(),
+        federated_credentials: vec![FederatedCredential::managed_identity(AGENT_PRINCIPAL_ID)],
         ..client(client_id, CONTOSO, &[], targets)
     }
 }
@@ -130,5 +143,6 @@ fn client(id: &str, tid: &str, roles: &[&str], resources: &[String]) -> Client {
         subject: id.to_owned(),
         resources: resources.to_vec(),
         subject_audiences: Vec::new(),
+        federated_credentials: Vec::new(),
     }
 }

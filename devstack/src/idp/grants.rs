@@ -334,31 +334,66 @@ fn delegate(
     Ok((token, u64::try_from(exp.saturating_sub(iat)).unwrap_or(0)))
 }
 
+/// A token this IdP signed that a client presents, and how to refuse it: a subject token is
+/// the caller's (`invalid_grant`), a client assertion the client's own proof (`invalid_client`).
+struct Presented {
+    /// What the descriptions call it.
+    what: &'static str,
+    refuse: fn(String) -> OAuthError,
+    /// What to do about an expired one.
+    renew: &'static str,
+}
+
+const SUBJECT_TOKEN: Presented = Presented {
+    what: "the subject token",
+    refuse: OAuthError::InvalidGrant,
+    renew: "the caller needs a fresh token",
+};
+
+const CLIENT_ASSERTION: Presented = Presented {
+    what: "the client assertion",
+    refuse: OAuthError::InvalidClient,
+    renew: "get a fresh token from the managed identity",
+};
+
+impl Presented {
+    fn refused(&self, problem: impl std::fmt::Display) -> OAuthError {
+        (self.refuse)(format!("{} {problem}", self.what))
+    }
+
+    fn expired(&self) -> OAuthError {
+        self.refused(format_args!(
+            "has expired (no clock leeway): {}",
+            self.renew
+        ))
+    }
+}
+
 fn expired() -> OAuthError {
-    OAuthError::InvalidGrant(
-        "the subject token has expired (no clock leeway): the caller needs a fresh token".into(),
-    )
+    SUBJECT_TOKEN.expired()
+}
+
+fn verify_subject(idp: &Idp, token: &str) -> Result<Map<String, Value>, OAuthError> {
+    verify_own(idp, token, &SUBJECT_TOKEN)
 }
 
 /// The claims of `token` if this IdP signed it (RS256, a key its JWKS publishes), it is from
 /// this issuer, and it is valid now. No leeway: the IdP compares its own clock with the times
-/// it wrote itself. The token's `aud` is checked against the exchanging client afterwards
-/// ([`sent_to`]), not here: which audiences fit depends on the client.
-fn verify_subject(idp: &Idp, token: &str) -> Result<Map<String, Value>, OAuthError> {
-    let not_ours = || {
-        OAuthError::InvalidGrant(
-            "the subject token was not signed by this IdP's published keys".into(),
-        )
-    };
+/// it wrote itself. The token's `aud` is checked by the caller afterwards ([`sent_to`],
+/// [`verify_client_assertion`]), not here: which audiences fit depends on the client.
+fn verify_own(
+    idp: &Idp,
+    token: &str,
+    presented: &Presented,
+) -> Result<Map<String, Value>, OAuthError> {
+    let not_ours = || presented.refused("was not signed by this IdP's published keys");
     // `alg: none` is no `Algorithm`: such tokens fail here, as malformed.
     let header = jsonwebtoken::decode_header(token).map_err(|_| {
-        OAuthError::InvalidGrant(
-            "the subject token is malformed: not a signed JWT (header.claims.signature)".into(),
-        )
+        presented.refused("is malformed: not a signed JWT (header.claims.signature)")
     })?;
     if header.alg != Algorithm::RS256 {
-        return Err(OAuthError::InvalidGrant(format!(
-            "the subject token is signed with {:?}; this IdP signs, and accepts, only RS256",
+        return Err(presented.refused(format_args!(
+            "is signed with {:?}; this IdP signs, and accepts, only RS256",
             header.alg
         )));
     }
@@ -383,19 +418,87 @@ fn verify_subject(idp: &Idp, token: &str) -> Result<Map<String, Value>, OAuthErr
         .map(|data| data.claims)
         .map_err(|error| match error.kind() {
             ErrorKind::InvalidSignature => not_ours(),
-            ErrorKind::ExpiredSignature => expired(),
-            ErrorKind::ImmatureSignature => OAuthError::InvalidGrant(
-                "the subject token is not valid yet (nbf is in the future)".into(),
-            ),
-            ErrorKind::InvalidIssuer => OAuthError::InvalidGrant(format!(
-                "the subject token was issued by another issuer; this IdP is {}",
+            ErrorKind::ExpiredSignature => presented.expired(),
+            ErrorKind::ImmatureSignature => {
+                presented.refused("is not valid yet (nbf is in the future)")
+            }
+            ErrorKind::InvalidIssuer => presented.refused(format_args!(
+                "was issued by another issuer; this IdP is {}",
                 idp.issuer()
             )),
             ErrorKind::MissingRequiredClaim(claim) => {
-                OAuthError::InvalidGrant(format!("the subject token has no {claim} claim"))
+                presented.refused(format_args!("has no {claim} claim"))
             }
-            other => OAuthError::InvalidGrant(format!("the subject token is malformed: {other:?}")),
+            other => presented.refused(format_args!("is malformed: {other:?}")),
         })
+}
+
+/// RFC 7523 §2.2: the `client_assertion_type` of a JWT client assertion.
+pub(super) const JWT_BEARER_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Whether `assertion` authenticates `client`, as Entra checks a managed identity's token
+/// against an app registration's federated identity credentials: this IdP signed it and it is
+/// valid now ([`verify_own`]), and its `sub` and `aud` are those of one of the client's
+/// [`Client::federated_credentials`]. Every refusal is `invalid_client`.
+pub(super) fn verify_client_assertion(
+    idp: &Idp,
+    client: &Client,
+    assertion: &str,
+) -> Result<(), OAuthError> {
+    if client.federated_credentials.is_empty() {
+        return Err(OAuthError::InvalidClient(format!(
+            "client {} has no federated credentials, so no client assertion authenticates it: \
+             send its client_secret",
+            client.client_id
+        )));
+    }
+    let claims = verify_own(idp, assertion, &CLIENT_ASSERTION)?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CLIENT_ASSERTION.refused("has a sub that is not a string"))?;
+    let audiences: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(aud)) => vec![aud.as_str()],
+        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let trusted: Vec<&super::FederatedCredential> = client
+        .federated_credentials
+        .iter()
+        .filter(|credential| credential.subject == sub)
+        .collect();
+    if trusted.is_empty() {
+        return Err(CLIENT_ASSERTION.refused(format_args!(
+            "is for the subject {sub:?}, which no federated credential of client {} names \
+             (it trusts {}): add a federated credential for that managed identity's principal \
+             id, or use the identity the client trusts",
+            client.client_id,
+            client
+                .federated_credentials
+                .iter()
+                .map(|c| c.subject.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if trusted
+        .iter()
+        .any(|credential| audiences.contains(&credential.audience.as_str()))
+    {
+        return Ok(());
+    }
+    let expected: Vec<&str> = trusted.iter().map(|c| c.audience.as_str()).collect();
+    Err(CLIENT_ASSERTION.refused(format_args!(
+        "is for the audience {}, not {}: ask the managed identity for a token for {}",
+        if audiences.is_empty() {
+            "(none)".to_owned()
+        } else {
+            audiences.join(", ")
+        },
+        expected.join(" or "),
+        expected[0]
+    )))
 }
 
 /// Where a grant takes its target from.
@@ -735,6 +838,162 @@ mod tests {
                 may_exchange(&idle, grant),
                 Err(OAuthError::UnauthorizedClient(_))
             ));
+        }
+    }
+
+    /// An IdP whose agent client trusts [`defaults::AGENT_PRINCIPAL_ID`], and that client.
+    fn federated() -> (Idp, Client) {
+        let audience = vec![defaults::AUDIENCE.to_owned()];
+        let idp = Idp::new(IdpConfig {
+            clients: vec![defaults::agent_client(
+                defaults::AGENT_CLIENT_ID,
+                &audience,
+                &audience,
+            )],
+            ..IdpConfig::default()
+        })
+        .expect("idp");
+        let client = idp
+            .client(defaults::AGENT_CLIENT_ID)
+            .expect("agent")
+            .clone();
+        (idp, client)
+    }
+
+    /// The claims of a managed identity's token, as the stand-in endpoint mints them.
+    fn identity_claims(idp: &Idp, subject: &str, audience: &str) -> Value {
+        idp.claims(&TokenSpec {
+            audience: Some(audience.to_owned()),
+            ..TokenSpec::new(defaults::CONTOSO, Vec::<String>::new(), subject)
+        })
+    }
+
+    fn refusal(idp: &Idp, client: &Client, assertion: &str) -> String {
+        match verify_client_assertion(idp, client, assertion) {
+            Err(OAuthError::InvalidClient(description)) => description,
+            other => panic!("expected invalid_client, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_of_a_federated_identity_for_the_assertion_audience_authenticates_its_client() {
+        let (idp, client) = federated();
+        let mut claims = identity_claims(
+            &idp,
+            defaults::AGENT_PRINCIPAL_ID,
+            defaults::ASSERTION_AUDIENCE,
+        );
+        let assertion = idp.mint_with(&idp.header(), &claims);
+        verify_client_assertion(&idp, &client, &assertion).expect("trusted");
+        claims["aud"] = json!(["api://other", defaults::ASSERTION_AUDIENCE]);
+        let listed = idp.mint_with(&idp.header(), &claims);
+        verify_client_assertion(&idp, &client, &listed).expect("one of its audiences");
+        // Signed before a rotation, by a key still published.
+        idp.rotate().expect("rotate");
+        verify_client_assertion(&idp, &client, &assertion).expect("rotated-out key");
+    }
+
+    #[test]
+    fn assertions_for_another_audience_or_subject_are_refused_saying_which() {
+        let (idp, client) = federated();
+        let other_audience = idp.mint(&TokenSpec {
+            audience: Some(defaults::AUDIENCE.to_owned()),
+            ..TokenSpec::new(
+                defaults::CONTOSO,
+                Vec::<String>::new(),
+                defaults::AGENT_PRINCIPAL_ID,
+            )
+        });
+        assert_eq!(
+            refusal(&idp, &client, &other_audience),
+            "the client assertion is for the audience api://contoso-mcp, not \
+             api://AzureADTokenExchange: ask the managed identity for a token for \
+             api://AzureADTokenExchange"
+        );
+        let mut no_audience = identity_claims(&idp, defaults::AGENT_PRINCIPAL_ID, "x");
+        no_audience.as_object_mut().expect("object").remove("aud");
+        let description = refusal(&idp, &client, &idp.mint_with(&idp.header(), &no_audience));
+        assert!(description.contains("audience (none)"), "{description}");
+
+        let stranger = "0badc0de-0000-4000-8000-000000000000";
+        let other_subject = idp.mint_with(
+            &idp.header(),
+            &identity_claims(&idp, stranger, defaults::ASSERTION_AUDIENCE),
+        );
+        assert_eq!(
+            refusal(&idp, &client, &other_subject),
+            format!(
+                "the client assertion is for the subject \"{stranger}\", which no federated \
+                 credential of client contoso-agent names (it trusts {}): add a federated \
+                 credential for that managed identity's principal id, or use the identity the \
+                 client trusts",
+                defaults::AGENT_PRINCIPAL_ID
+            )
+        );
+
+        // A client without federated credentials takes no assertion at all.
+        let secret_only = idp.client(defaults::AGENT_CLIENT_ID).map(|c| Client {
+            federated_credentials: Vec::new(),
+            ..c.clone()
+        });
+        let valid = idp.mint_with(
+            &idp.header(),
+            &identity_claims(
+                &idp,
+                defaults::AGENT_PRINCIPAL_ID,
+                defaults::ASSERTION_AUDIENCE,
+            ),
+        );
+        let description = refusal(&idp, &secret_only.expect("client"), &valid);
+        assert!(
+            description.contains("has no federated credentials"),
+            "{description}"
+        );
+    }
+
+    #[test]
+    fn assertions_not_signed_here_or_not_valid_now_are_refused() {
+        let (idp, client) = federated();
+        let claims = identity_claims(
+            &idp,
+            defaults::AGENT_PRINCIPAL_ID,
+            defaults::ASSERTION_AUDIENCE,
+        );
+        let foreign = idp.foreign_key().expect("key").sign(&idp.header(), &claims);
+        let mut expired = claims.clone();
+        expired["exp"] = json!(chrono::Utc::now().timestamp() - 1);
+        let mut early = claims.clone();
+        early["nbf"] = json!(chrono::Utc::now().timestamp() + 600);
+        let mut other_issuer = claims.clone();
+        other_issuer["iss"] = json!("http://127.0.0.1:4445");
+        let mut hs256_header = idp.header();
+        hs256_header["alg"] = json!("HS256");
+        for (assertion, expected) in [
+            (foreign, "was not signed by this IdP's published keys"),
+            (
+                idp.mint_with(&idp.header(), &expired),
+                "has expired (no clock leeway): get a fresh token from the managed identity",
+            ),
+            (idp.mint_with(&idp.header(), &early), "is not valid yet"),
+            (
+                idp.mint_with(&idp.header(), &other_issuer),
+                "was issued by another issuer",
+            ),
+            (
+                crate::idp::forge::unsigned(&claims),
+                "is malformed: not a signed JWT",
+            ),
+            (
+                crate::idp::forge::hs256(&hs256_header, &claims, b"secret"),
+                "is signed with HS256",
+            ),
+            ("not-a-jwt".to_owned(), "is malformed"),
+        ] {
+            let description = refusal(&idp, &client, &assertion);
+            assert!(
+                description.starts_with("the client assertion ") && description.contains(expected),
+                "{expected}: {description}"
+            );
         }
     }
 

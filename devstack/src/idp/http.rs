@@ -15,7 +15,7 @@ use serde_json::json;
 use shared::http::error_response;
 
 use super::{
-    Client, Idp,
+    Client, ClientAuthMethod, Idp,
     grants::{self, Grant, TokenResponse},
     keys::secrets_match,
 };
@@ -166,15 +166,29 @@ impl Params {
     }
 }
 
-/// The client named by HTTP Basic or by the form, if its secret is right. Using both at once
-/// is refused, as RFC 6749 §2.3 requires.
+/// The client named by HTTP Basic or by the form, if its secret is right, or by `client_id`
+/// with a `client_assertion` that one of its federated credentials trusts
+/// ([`grants::verify_client_assertion`]). Using two ways at once is refused, as RFC 6749 §2.3
+/// requires. The way that succeeded is recorded ([`Idp::authentications`]).
 fn authenticate<'a>(
     idp: &'a Idp,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<&'a Client, OAuthError> {
     let basic = basic_credentials(headers)?;
-    let (id, secret) = match (
+    let assertion_type = params.one("client_assertion_type")?;
+    let assertion = params.one("client_assertion")?;
+    if assertion.is_some() || assertion_type.is_some() {
+        if basic.is_some() || params.one("client_secret")?.is_some() {
+            return Err(OAuthError::InvalidClient(
+                "both a client secret and a client assertion: authenticate with one of them".into(),
+            ));
+        }
+        let client = assertion_client(idp, params, assertion_type, assertion)?;
+        idp.record_authentication(client, ClientAuthMethod::Assertion);
+        return Ok(client);
+    }
+    let (id, secret, method) = match (
         basic,
         params.one("client_id")?,
         params.one("client_secret")?,
@@ -184,17 +198,67 @@ fn authenticate<'a>(
                 "client credentials in both the Authorization header and the body".into(),
             ));
         }
-        (Some((id, secret)), _, None) => (id, secret),
-        (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+        (Some((id, secret)), _, None) => (id, secret, ClientAuthMethod::SecretBasic),
+        (None, Some(id), Some(secret)) => (
+            id.to_owned(),
+            secret.to_owned(),
+            ClientAuthMethod::SecretPost,
+        ),
         (None, _, _) => {
             return Err(OAuthError::InvalidClient(
                 "no client credentials (client_id and client_secret, or HTTP Basic)".into(),
             ));
         }
     };
-    idp.client(&id)
+    let client = idp
+        .client(&id)
         .filter(|c| secrets_match(&secret, c.client_secret.expose()))
-        .ok_or_else(|| OAuthError::InvalidClient("unknown client or wrong secret".into()))
+        .ok_or_else(|| OAuthError::InvalidClient("unknown client or wrong secret".into()))?;
+    idp.record_authentication(client, method);
+    Ok(client)
+}
+
+/// The client a `client_assertion` authenticates: Entra's form, with the `client_id` it is for
+/// (the assertion's `sub` is the managed identity, not the client) and the RFC 7523 type.
+fn assertion_client<'a>(
+    idp: &'a Idp,
+    params: &Params,
+    assertion_type: Option<&str>,
+    assertion: Option<&str>,
+) -> Result<&'a Client, OAuthError> {
+    let jwt_bearer = grants::JWT_BEARER_ASSERTION;
+    match assertion_type {
+        Some(kind) if kind == jwt_bearer => {}
+        Some(other) => {
+            return Err(OAuthError::InvalidClient(format!(
+                "client_assertion_type {other:?} is not supported: send \
+                 client_assertion_type={jwt_bearer} with a JWT as client_assertion"
+            )));
+        }
+        None => {
+            return Err(OAuthError::InvalidClient(format!(
+                "client_assertion_type is missing: send client_assertion_type={jwt_bearer} \
+                 with the client_assertion"
+            )));
+        }
+    }
+    let assertion = assertion.ok_or_else(|| {
+        OAuthError::InvalidClient(
+            "client_assertion is missing: send the managed identity's token as client_assertion"
+                .into(),
+        )
+    })?;
+    let id = params.one("client_id")?.ok_or_else(|| {
+        OAuthError::InvalidClient(
+            "client_id is missing: with a client assertion, name the client it authenticates"
+                .into(),
+        )
+    })?;
+    let client = idp.client(id).ok_or_else(|| {
+        OAuthError::InvalidClient(format!("client {id:?} is not registered at this IdP"))
+    })?;
+    grants::verify_client_assertion(idp, client, assertion)?;
+    Ok(client)
 }
 
 /// `Authorization: Basic base64(urlencode(id):urlencode(secret))`, if present (RFC 6749
@@ -296,6 +360,164 @@ fn no_store(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent_idp() -> Idp {
+        let audience = vec![crate::idp::defaults::AUDIENCE.to_owned()];
+        let mut clients = crate::idp::defaults::clients_for(&audience);
+        clients.push(crate::idp::defaults::agent_client(
+            crate::idp::defaults::AGENT_CLIENT_ID,
+            &audience,
+            &audience,
+        ));
+        Idp::new(crate::idp::IdpConfig {
+            clients,
+            ..crate::idp::IdpConfig::default()
+        })
+        .expect("idp")
+    }
+
+    /// A token of the agent's managed identity for the assertion audience, form-encoded.
+    fn identity_token(idp: &Idp) -> String {
+        use crate::idp::{TokenSpec, defaults};
+        idp.mint(&TokenSpec {
+            audience: Some(defaults::ASSERTION_AUDIENCE.to_owned()),
+            ..TokenSpec::new(
+                defaults::CONTOSO,
+                Vec::<String>::new(),
+                defaults::AGENT_PRINCIPAL_ID,
+            )
+        })
+    }
+
+    fn assertion_form(assertion: &str, extra: &str) -> Params {
+        Params::parse(
+            format!(
+                "client_id=contoso-agent&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A\
+                 client-assertion-type%3Ajwt-bearer&client_assertion={assertion}{extra}"
+            )
+            .as_bytes(),
+        )
+        .expect("form")
+    }
+
+    fn invalid_client(result: Result<&Client, OAuthError>) -> String {
+        match result {
+            Err(OAuthError::InvalidClient(description)) => description,
+            other => panic!("expected invalid_client, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_client_assertion_authenticates_without_a_secret_and_is_recorded() {
+        let idp = agent_idp();
+        let headers = HeaderMap::new();
+        let client = authenticate(&idp, &headers, &assertion_form(&identity_token(&idp), ""))
+            .expect("authenticated");
+        assert_eq!(client.client_id, "contoso-agent");
+        let secret = Params::parse(b"client_id=contoso-query&client_secret=contoso-query-secret")
+            .expect("form");
+        authenticate(&idp, &headers, &secret).expect("secrets still work");
+        let methods: Vec<_> = idp
+            .authentications()
+            .into_iter()
+            .map(|a| (a.client_id, a.method))
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                ("contoso-agent".to_owned(), ClientAuthMethod::Assertion),
+                ("contoso-query".to_owned(), ClientAuthMethod::SecretPost),
+            ]
+        );
+    }
+
+    #[test]
+    fn assertions_sent_wrongly_are_refused_as_invalid_client() {
+        let idp = agent_idp();
+        let token = identity_token(&idp);
+        let headers = HeaderMap::new();
+        let both = invalid_client(authenticate(
+            &idp,
+            &headers,
+            &assertion_form(&token, "&client_secret=contoso-agent-secret"),
+        ));
+        assert!(
+            both.contains("both a client secret and a client assertion"),
+            "{both}"
+        );
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!(
+                "Basic {}",
+                STANDARD.encode("contoso-agent:contoso-agent-secret")
+            ))
+            .expect("header"),
+        );
+        let both = invalid_client(authenticate(&idp, &basic, &assertion_form(&token, "")));
+        assert!(
+            both.contains("both a client secret and a client assertion"),
+            "{both}"
+        );
+
+        let saml = Params::parse(
+            format!(
+                "client_id=contoso-agent&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A\
+                 client-assertion-type%3Asaml2-bearer&client_assertion={token}"
+            )
+            .as_bytes(),
+        )
+        .expect("form");
+        let description = invalid_client(authenticate(&idp, &headers, &saml));
+        assert!(
+            description.contains("saml2-bearer\" is not supported")
+                && description.contains(grants::JWT_BEARER_ASSERTION),
+            "{description}"
+        );
+        let untyped =
+            Params::parse(format!("client_id=contoso-agent&client_assertion={token}").as_bytes())
+                .expect("form");
+        let description = invalid_client(authenticate(&idp, &headers, &untyped));
+        assert!(
+            description.contains("client_assertion_type is missing"),
+            "{description}"
+        );
+
+        let anonymous = Params::parse(
+            format!(
+                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A\
+                 client-assertion-type%3Ajwt-bearer&client_assertion={token}"
+            )
+            .as_bytes(),
+        )
+        .expect("form");
+        let description = invalid_client(authenticate(&idp, &headers, &anonymous));
+        assert!(
+            description.contains("client_id is missing"),
+            "{description}"
+        );
+        // A client without federated credentials (a person's client).
+        let description = invalid_client(authenticate(
+            &idp,
+            &headers,
+            &Params::parse(
+                format!(
+                    "client_id=contoso-query&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth\
+                     %3Aclient-assertion-type%3Ajwt-bearer&client_assertion={token}"
+                )
+                .as_bytes(),
+            )
+            .expect("form"),
+        ));
+        assert!(
+            description.contains("no federated credentials"),
+            "{description}"
+        );
+        assert!(
+            idp.authentications().is_empty(),
+            "nothing was authenticated"
+        );
+    }
 
     #[test]
     fn form_urldecoding() {

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET /.well-known/openid-configuration` | discovery: issuer, `jwks_uri`, `token_endpoint`, … |
 //! | `GET /jwks` | the public keys: current first, then rotated-out ones not yet retired |
-//! | `POST /token` | the grants below; the client's secret in the form or HTTP Basic |
+//! | `POST /token` | the grants below; the client's secret in the form or HTTP Basic, or a client assertion |
 //! | `POST /rotate`, `POST /retire` | only with [`IdpConfig::allow_rotation`]; otherwise 404 |
 //! | `GET /healthz` | alive |
 //!
@@ -46,6 +46,18 @@
 //! for the middle-tier application itself: an agent exchanges the tokens its own callers sent
 //! it, never a token a user got for some other service (`invalid_grant`). A client with no
 //! subject audiences may not use either grant (`unauthorized_client`).
+//!
+//! A client proves who it is with its secret (`client_secret_basic` or `client_secret_post`),
+//! or, if it has [`Client::federated_credentials`], without any secret: with a `client_assertion`
+//! (RFC 7523 §2.2, `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`)
+//! that is a token of a managed identity the client trusts, as Entra's workload identity
+//! federation takes one. The IdP plays Entra on both sides: it signs the managed identity's tokens
+//! (through [`crate::managed_identity`] in JWT mode) and verifies them as assertions: signed by
+//! its own published keys, `iss` this issuer, valid now (no leeway), `sub` the subject and `aud`
+//! the audience of one of the client's federated credentials. Anything else, and a request with
+//! both a secret and an assertion, is `invalid_client` with a description that says what to fix.
+//! Every successful authentication is recorded ([`Idp::authentications`]), so tests can tell
+//! how a client proved itself.
 //!
 //! The default tenants, roles and clients are listed in [`defaults`]. For the attack tests,
 //! [`Idp::claims`] + [`Idp::mint_with`] sign arbitrary claims and headers with the published key,
@@ -124,6 +136,49 @@ pub struct Client {
     /// values is among them. Empty: the client may not exchange at all, as every client people
     /// hold (only services acting for their callers exchange).
     pub subject_audiences: Vec<String>,
+    /// The managed identities it trusts to stand in for its secret: a `client_assertion` that
+    /// is one's token (signed by this IdP) authenticates the client. Empty: its secret only.
+    pub federated_credentials: Vec<FederatedCredential>,
+}
+
+/// A federated identity credential of a client, as on an Entra app registration: tokens this
+/// IdP issued to `subject` for `audience` authenticate the client (the issuer is always this
+/// IdP, which issues the managed identities' tokens too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedCredential {
+    /// The `sub` of the assertion: a managed identity's principal (object) id.
+    pub subject: String,
+    /// The `aud` of the assertion, [`defaults::ASSERTION_AUDIENCE`] as in Entra's public cloud.
+    pub audience: String,
+}
+
+impl FederatedCredential {
+    /// Trusts the managed identity `principal_id` with assertions for
+    /// [`defaults::ASSERTION_AUDIENCE`].
+    pub fn managed_identity(principal_id: &str) -> Self {
+        Self {
+            subject: principal_id.to_owned(),
+            audience: defaults::ASSERTION_AUDIENCE.to_owned(),
+        }
+    }
+}
+
+/// How a client proved itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// Its secret in HTTP Basic.
+    SecretBasic,
+    /// Its secret in the form.
+    SecretPost,
+    /// A managed identity's token as `client_assertion`, no secret.
+    Assertion,
+}
+
+/// One successful client authentication at the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    pub client_id: String,
+    pub method: ClientAuthMethod,
 }
 
 /// Where the IdP's first signing key comes from.
@@ -246,6 +301,8 @@ struct Inner {
     jwks_available: AtomicBool,
     /// Every `/jwks` request, answered or not, so tests can assert a verifier's refetch limits.
     jwks_fetches: AtomicU64,
+    /// Every client authentication that succeeded, so tests can assert a client used no secret.
+    authentications: Mutex<Vec<Authentication>>,
 }
 
 /// The key that signs, and older keys still published so tokens they signed keep verifying.
@@ -287,6 +344,7 @@ impl Idp {
                 foreign: Mutex::new(None),
                 jwks_available: AtomicBool::new(true),
                 jwks_fetches: AtomicU64::new(0),
+                authentications: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -479,6 +537,26 @@ impl Idp {
         self.inner.jwks_fetches.load(Ordering::SeqCst)
     }
 
+    /// Every successful client authentication at the token endpoint so far, in order.
+    pub fn authentications(&self) -> Vec<Authentication> {
+        self.inner
+            .authentications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record_authentication(&self, client: &Client, method: ClientAuthMethod) {
+        self.inner
+            .authentications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Authentication {
+                client_id: client.client_id.clone(),
+                method,
+            });
+    }
+
     /// Counts a `GET /jwks` and returns what to answer: the JWKS, or `None` while switched off.
     fn answer_jwks_fetch(&self) -> Option<Value> {
         self.inner.jwks_fetches.fetch_add(1, Ordering::SeqCst);
@@ -581,6 +659,17 @@ fn validate(
                  add it to the audiences or remove it from the client",
                 client.client_id,
                 audiences.join(", ")
+            ));
+        }
+        if let Some(blank) = client
+            .federated_credentials
+            .iter()
+            .find(|c| c.subject.trim().is_empty() || c.audience.trim().is_empty())
+        {
+            return fail(format!(
+                "client {}: federated credential {blank:?} needs a subject (the managed \
+                 identity's principal id) and an audience",
+                client.client_id
             ));
         }
     }
@@ -770,6 +859,20 @@ mod tests {
         assert_eq!(agent.subject, "contoso-agent");
         assert_eq!(agent.resources, targets);
         assert_eq!(agent.subject_audiences, serves);
+        assert_eq!(
+            agent.federated_credentials,
+            [FederatedCredential {
+                subject: defaults::AGENT_PRINCIPAL_ID.to_owned(),
+                audience: "api://AzureADTokenExchange".to_owned(),
+            }],
+            "it also trusts the development managed identity, instead of its secret"
+        );
+        assert!(
+            defaults::clients()
+                .iter()
+                .all(|c| c.federated_credentials.is_empty()),
+            "people's clients authenticate with their secrets only"
+        );
     }
 
     #[test]
@@ -836,6 +939,19 @@ mod tests {
             },
             "client contoso-agent: subject audience \"api://agents\" is not one of the IdP's \
              audiences (api://contoso-mcp)",
+        );
+        let mut blank = defaults::agent_client(
+            defaults::AGENT_CLIENT_ID,
+            &[defaults::AUDIENCE.to_owned()],
+            &[defaults::AUDIENCE.to_owned()],
+        );
+        blank.federated_credentials[0].subject = " ".into();
+        refused(
+            IdpConfig {
+                clients: vec![blank],
+                ..IdpConfig::default()
+            },
+            "needs a subject (the managed identity's principal id) and an audience",
         );
         // The default clients are registered for the default audience, so a config naming
         // other audiences registers its clients for them.
