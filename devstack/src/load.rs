@@ -64,8 +64,8 @@ where
     Ok(Process { child, addr })
 }
 
-/// The address of a `listening on http://ADDR` log line.
-fn listening_addr(line: &str) -> Option<String> {
+/// The address of a `listening on http://ADDR` log line, text or JSON.
+pub fn listening_addr(line: &str) -> Option<String> {
     let rest = line.split("listening on http://").nth(1)?;
     // The address ends the line in text logs; in JSON logs a quote follows it.
     Some(

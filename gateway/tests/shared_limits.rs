@@ -6,9 +6,7 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::Stdio,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -17,12 +15,12 @@ use std::{
 };
 
 use common::*;
-use devstack::idp::{RunningIdp, defaults};
-use testkit::redis::Redis;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+use devstack::{
+    idp::{RunningIdp, defaults},
+    load::{self, LineSink},
 };
+use testkit::redis::Redis;
+use tokio::process::Child;
 
 /// What both replicas are reached at, behind their load balancer: tokens are issued for it.
 const PUBLIC_BASE_URL: &str = "http://gateway.test";
@@ -36,7 +34,7 @@ const OUTAGE_ENDS: &str = "Redis answers again";
 
 /// A `gateway run` process; killed when dropped.
 struct Replica {
-    addr: SocketAddr,
+    addr: String,
     log: Arc<Mutex<Vec<String>>>,
     _child: Child,
     _dir: tempfile::TempDir,
@@ -63,44 +61,34 @@ impl Replica {
             ),
         )
         .expect("write the configuration");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        command
-            .arg("run")
-            .env_clear()
-            .env("GATEWAY_CONFIG", &config)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("start the gateway binary");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let mut addr_tx = Some(addr_tx);
-        let stdout = child.stdout.take().expect("stdout piped");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("listening on http://").nth(1)
-                    && let Ok(addr) = rest.trim().parse::<SocketAddr>()
-                    && let Some(tx) = addr_tx.take()
-                {
-                    let _ = tx.send(addr);
-                }
-                sink.lock().expect("log lock").push(line);
-            }
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = log.clone();
+        let keep: LineSink = Arc::new(move |line: &str| {
+            kept.lock().expect("log lock").push(line.to_owned());
         });
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().expect("log lock").push(line);
+        let until_listening = {
+            let keep = keep.clone();
+            move |line: &str| {
+                keep(line);
+                load::listening_addr(line)
             }
-        });
-        let Ok(Ok(addr)) = tokio::time::timeout(Duration::from_secs(30), addr_rx).await else {
+        };
+        let config = config.display().to_string();
+        let env = [("GATEWAY_CONFIG", config.as_str()), ("RUST_LOG", "info")]
+            .into_iter()
+            .chain(env.iter().copied());
+        let started = tokio::time::timeout(
+            Duration::from_secs(30),
+            load::spawn_until(
+                Path::new(env!("CARGO_BIN_EXE_gateway")),
+                &["run"],
+                env,
+                until_listening,
+                keep,
+            ),
+        )
+        .await;
+        let Ok(Ok((child, addr))) = started else {
             panic!(
                 "the gateway did not start; it said:\n{}",
                 log.lock().expect("log lock").join("\n")

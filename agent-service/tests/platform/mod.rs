@@ -74,7 +74,7 @@ impl Service {
             let keep = keep.clone();
             move |line: &str| {
                 keep(line);
-                listening_addr(line)
+                load::listening_addr(line)
             }
         };
         let started = tokio::time::timeout(
@@ -130,16 +130,6 @@ impl Service {
             .filter(Value::is_object)
             .collect()
     }
-}
-
-/// The address of a `listening on http://ADDR` line, text or JSON.
-fn listening_addr(line: &str) -> Option<String> {
-    let rest = line.split("listening on http://").nth(1)?;
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':'))
-        .collect();
-    (!addr.is_empty()).then_some(addr)
 }
 
 /// The development identity provider on `127.0.0.1:0`, keeping the `access_token` of every
