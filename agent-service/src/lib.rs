@@ -49,7 +49,7 @@ use crate::{
     upstream::{
         PassThrough, TokenSource, ToolsClient,
         assertion::ClientAssertion,
-        exchange::{ExchangeSettings, TokenExchange},
+        exchange::{ClientCredential, ExchangeSettings, TokenExchange},
     },
 };
 
@@ -179,25 +179,25 @@ async fn token_source(
         )
     })?;
     tracing::info!(grant = ?grant, client_id, client_auth = ?client_auth, audience, %token_endpoint, "inner calls use delegated tokens");
-    let exchange = TokenExchange::new(
+    let assertion = assertion
+        .as_ref()
+        .map(ClientAssertion::new)
+        .transpose()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "setting up the client assertion (AGENT_CLIENT_AUTH=managed_identity): {e}"
+            )
+        })?;
+    let credential = ClientCredential::new(*client_auth, client_secret.clone(), assertion)
+        .context("the agent's client credential does not match AGENT_CLIENT_AUTH")?;
+    Ok(Arc::new(TokenExchange::new(
         ExchangeSettings {
             grant: *grant,
             token_endpoint,
             client_id: client_id.clone(),
-            // Without a secret (AGENT_CLIENT_AUTH=managed_identity) none is sent.
-            client_secret: client_secret
-                .clone()
-                .unwrap_or_else(|| shared::config::Secret::new("")),
-            client_auth: *client_auth,
+            credential,
             audience: audience.clone(),
         },
         http,
-    );
-    let Some(assertion) = assertion else {
-        return Ok(Arc::new(exchange));
-    };
-    let assertion = ClientAssertion::new(assertion).map_err(|e| {
-        anyhow::anyhow!("setting up the client assertion (AGENT_CLIENT_AUTH=managed_identity): {e}")
-    })?;
-    Ok(Arc::new(exchange.with_assertion(assertion)))
+    )))
 }

@@ -63,17 +63,40 @@ pub enum ClientAuth {
     ManagedIdentity,
 }
 
+/// What the agent proves its identity with, sent as its [`ClientAuth`] says.
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    /// [`ClientAuth::Basic`] with this secret.
+    Basic(Secret),
+    /// [`ClientAuth::Post`] with this secret.
+    Post(Secret),
+    /// [`ClientAuth::ManagedIdentity`]: the identity's tokens as assertions.
+    Assertion(ClientAssertion),
+}
+
+impl ClientCredential {
+    /// The [`ClientAuth`] of the configuration, with what it needs: `secret` for the first two,
+    /// `assertion` for the managed identity (the configuration has checked which is given).
+    pub fn new(
+        auth: ClientAuth,
+        secret: Option<Secret>,
+        assertion: Option<ClientAssertion>,
+    ) -> Option<Self> {
+        match auth {
+            ClientAuth::Basic => secret.map(ClientCredential::Basic),
+            ClientAuth::Post => secret.map(ClientCredential::Post),
+            ClientAuth::ManagedIdentity => assertion.map(ClientCredential::Assertion),
+        }
+    }
+}
+
 /// Everything an exchange needs, validated by the service's configuration.
 #[derive(Debug, Clone)]
 pub struct ExchangeSettings {
     pub grant: Grant,
     pub token_endpoint: String,
     pub client_id: String,
-    /// The secret of [`ClientAuth::Basic`] and [`ClientAuth::Post`]; empty and unused with
-    /// [`ClientAuth::ManagedIdentity`], whose assertions come from
-    /// [`TokenExchange::with_assertion`].
-    pub client_secret: Secret,
-    pub client_auth: ClientAuth,
+    pub credential: ClientCredential,
     /// The tools service's audience (its resource URL, or an Entra application ID URI).
     pub audience: String,
 }
@@ -84,8 +107,6 @@ pub struct TokenExchange {
     settings: ExchangeSettings,
     http: reqwest::Client,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
-    /// Where [`ClientAuth::ManagedIdentity`] gets its assertions.
-    assertion: Option<ClientAssertion>,
 }
 
 #[derive(Debug)]
@@ -118,15 +139,6 @@ impl TokenExchange {
             settings,
             http,
             cache: Mutex::new(HashMap::new()),
-            assertion: None,
-        }
-    }
-
-    /// Authenticates with `assertion`'s tokens (for [`ClientAuth::ManagedIdentity`]).
-    pub fn with_assertion(self, assertion: ClientAssertion) -> Self {
-        TokenExchange {
-            assertion: Some(assertion),
-            ..self
         }
     }
 
@@ -140,16 +152,9 @@ impl TokenExchange {
         caller: &BearerToken,
     ) -> Result<(BearerToken, Duration), TokenError> {
         let s = &self.settings;
-        let assertion = match (s.client_auth, &self.assertion) {
-            (ClientAuth::ManagedIdentity, Some(assertion)) => Some(assertion.get().await?),
-            (ClientAuth::ManagedIdentity, None) => {
-                tracing::error!("AGENT_CLIENT_AUTH=managed_identity without a managed identity");
-                return Err(TokenError::new(
-                    "the agent service has no credential to prove its identity to the token \
-                     issuer",
-                ));
-            }
-            _ => None,
+        let assertion = match &s.credential {
+            ClientCredential::Assertion(assertion) => Some(assertion.get().await?),
+            ClientCredential::Basic(_) | ClientCredential::Post(_) => None,
         };
         let mut form: Vec<(&str, &str)> = match s.grant {
             Grant::Rfc8693 => vec![
@@ -175,18 +180,18 @@ impl TokenExchange {
             Grant::EntraObo => form.push(("scope", &scope)),
         }
         let mut request = self.http.post(&s.token_endpoint).timeout(EXCHANGE_TIMEOUT);
-        match s.client_auth {
-            ClientAuth::Basic => {
+        match &s.credential {
+            ClientCredential::Basic(secret) => {
                 request = request.basic_auth(
                     form_urlencode(&s.client_id),
-                    Some(form_urlencode(s.client_secret.expose())),
+                    Some(form_urlencode(secret.expose())),
                 );
             }
-            ClientAuth::Post => {
+            ClientCredential::Post(secret) => {
                 form.push(("client_id", &s.client_id));
-                form.push(("client_secret", s.client_secret.expose()));
+                form.push(("client_secret", secret.expose()));
             }
-            ClientAuth::ManagedIdentity => {
+            ClientCredential::Assertion(_) => {
                 form.push(("client_id", &s.client_id));
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
                 if let Some(assertion) = &assertion {
@@ -277,9 +282,9 @@ impl TokenSource for TokenExchange {
             Grant::Rfc8693 => "token exchange (RFC 8693)",
             Grant::EntraObo => "Entra on-behalf-of",
         };
-        let proof = match self.settings.client_auth {
-            ClientAuth::ManagedIdentity => " with its managed identity",
-            ClientAuth::Basic | ClientAuth::Post => "",
+        let proof = match self.settings.credential {
+            ClientCredential::Assertion(_) => " with its managed identity",
+            ClientCredential::Basic(_) | ClientCredential::Post(_) => "",
         };
         format!(
             "delegated tokens: {grant} as {}{proof}",
@@ -331,8 +336,7 @@ mod tests {
                 grant: Grant::Rfc8693,
                 token_endpoint: "http://127.0.0.1:9/token".into(),
                 client_id: "agent".into(),
-                client_secret: Secret::new("s"),
-                client_auth: ClientAuth::Basic,
+                credential: ClientCredential::Basic(Secret::new("s")),
                 audience: "http://127.0.0.1:8001/mcp".into(),
             },
             reqwest::Client::new(),
@@ -358,23 +362,5 @@ mod tests {
             .await
             .expect_err("nothing listens on port 9");
         assert_eq!(error.reason, "the token issuer is unreachable");
-    }
-
-    #[tokio::test]
-    async fn managed_identity_auth_without_an_assertion_fails_without_a_request() {
-        let exchange = TokenExchange::new(
-            ExchangeSettings {
-                client_secret: Secret::new(""),
-                client_auth: ClientAuth::ManagedIdentity,
-                ..exchange().settings
-            },
-            reqwest::Client::new(),
-        );
-        let error = exchange
-            .token_for(&BearerToken::new("caller"))
-            .await
-            .expect_err("no credential");
-        assert!(error.reason.contains("no credential"), "{}", error.reason);
-        assert!(exchange.describe().ends_with("with its managed identity"));
     }
 }

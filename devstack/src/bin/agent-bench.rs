@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agent_service::upstream::{
     BearerToken, TokenSource,
-    exchange::{ClientAuth, ExchangeSettings, Grant, TokenExchange},
+    exchange::{ClientCredential, ExchangeSettings, Grant, TokenExchange},
 };
 use anyhow::Context;
 use axum::{Json, Router, routing::post};
@@ -214,8 +214,7 @@ async fn main() -> anyhow::Result<()> {
             grant: Grant::Rfc8693,
             token_endpoint: format!("{}/token", idp.url()),
             client_id: defaults::AGENT_CLIENT_ID.to_owned(),
-            client_secret: Secret::new(secret.clone()),
-            client_auth: ClientAuth::Basic,
+            credential: ClientCredential::Basic(Secret::new(secret.clone())),
             audience: defaults::AUDIENCE.to_owned(),
         },
         http.clone(),
